@@ -1,0 +1,52 @@
+"""Seeds, devices and the one-line chapter setup every notebook calls first."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .scale import current_scale
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """CUDA when available (``HITCHHIKER_DEVICE`` overrides), else CPU."""
+    name = os.environ.get("HITCHHIKER_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def results_dir() -> Path:
+    """Where chapters store the numbers behind their figures (``HITCHHIKER_RESULTS`` overrides).
+
+    Notebooks run from ``book/``, so the default ``./results`` is ``book/results``.
+    """
+    return Path(os.environ.get("HITCHHIKER_RESULTS", "results"))
+
+
+def setup_chapter(seed: int = 0, verbose: bool = True):
+    """Seed everything, apply the figure style, and return ``(device, scale)``."""
+    from .plotting import use_book_style
+
+    seed_everything(seed)
+    use_book_style()
+    device, scale = default_device(), current_scale()
+    if verbose:
+        print(f"hitchhiker: scale={scale}, device={device}, torch {torch.__version__}")
+    return device, scale
