@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .runtime import seed_everything
 from .scale import current_scale
