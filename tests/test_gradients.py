@@ -1,0 +1,135 @@
+"""Per-sample gradients of every estimator: shapes, unbiasedness where expected, the exact EAT bias."""
+import math
+
+import pytest
+import torch
+
+from hitchhiker.gradients import (
+    GRADIENT_METHODS,
+    expected_eat_gradient,
+    gradient_quality_sweep,
+    per_sample_gradients,
+)
+from hitchhiker.objectives import (
+    linear_decoder_grad_hessian,
+    overcomplete_dct_dictionary,
+    reconstruction_loss,
+    sample_linear_poisson_patches,
+)
+
+F64 = torch.float64
+
+
+def small_problem(rate=3.0, batch=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    phi = torch.randn(3, 2, generator=gen, dtype=F64)
+    x = torch.randn(batch, 3, generator=gen, dtype=F64) * 2
+    log_rate = torch.full((batch, 2), math.log(rate), dtype=F64)
+    log_rate[:, 1] += 0.3
+    return log_rate, x, phi
+
+
+def assert_mean_matches(grads, target, n_se=5.0):
+    mean = grads.mean(0)
+    se = grads.std(0) / math.sqrt(grads.shape[0])
+    z = (mean - target) / se
+    assert z.abs().max() < n_se, f"mean {mean} vs {target}, z-scores {z}"
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_shapes_dtype_and_finiteness(method):
+    log_rate, x, phi = small_problem()
+    grads = per_sample_gradients(method, log_rate, x, phi, 0.1, n_samples=7)
+    assert grads.shape == (7, 2, 2) and grads.dtype == F64
+    assert torch.isfinite(grads).all()
+    single = per_sample_gradients(method, log_rate[0], x[0], phi, 0.1, n_samples=3)
+    assert single.shape == (3, 2)
+    assert not log_rate.requires_grad  # the caller's tensor is untouched
+
+
+def test_score_function_is_unbiased_for_the_exact_gradient():
+    log_rate, x, phi = small_problem()
+    g_star, _ = linear_decoder_grad_hessian(log_rate, x, phi)
+    grads = per_sample_gradients("score", log_rate, x, phi, n_samples=40_000)
+    assert_mean_matches(grads, g_star)
+
+
+def test_score_per_sample_gradients_use_the_leave_one_out_baseline_across_samples():
+    log_rate, x, phi = small_problem()
+    n = 6
+    torch.manual_seed(7)
+    grads = per_sample_gradients("score", log_rate, x, phi, n_samples=n)
+    torch.manual_seed(7)
+    rate = log_rate.exp().expand(n, -1, -1)
+    counts = torch.poisson(rate)  # the same draws (same generator state, same shape)
+    losses = reconstruction_loss(counts, x, phi)
+    weight = (losses - losses.mean(0)) * n / (n - 1)
+    expected = weight.unsqueeze(-1) * (counts - rate)  # d/dtheta log Poisson(z; e^theta) = z - lambda
+    torch.testing.assert_close(grads, expected)
+
+
+@pytest.mark.parametrize("method", ["eat-cubic", "eat-sigmoid"])
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_eat_per_sample_gradients_average_to_the_exact_expected_gradient(method, tau):
+    log_rate, x, phi = small_problem()
+    grads = per_sample_gradients(method, log_rate, x, phi, tau, n_samples=20_000)
+    assert_mean_matches(grads, expected_eat_gradient(method, log_rate, x, phi, tau))
+
+
+def test_expected_cubic_gradient_has_the_closed_form_bias():
+    log_rate, x, phi = small_problem()
+    tau = 0.4
+    g_star, _ = linear_decoder_grad_hessian(log_rate, x, phi)
+    expected = expected_eat_gradient("eat-cubic", log_rate, x, phi, tau)
+    closed = g_star - (9 * tau / 35) * log_rate.exp() * (phi**2).sum(0)
+    torch.testing.assert_close(expected, closed)
+    # the sigmoid inflates the mean, so its bias is a different vector
+    sigmoid = expected_eat_gradient("eat-sigmoid", log_rate, x, phi, tau)
+    assert (sigmoid - closed).abs().max() > 1e-3
+
+
+def test_bad_arguments_raise_value_error():
+    log_rate, x, phi = small_problem()
+    with pytest.raises(ValueError, match="method"):
+        per_sample_gradients("exact", log_rate, x, phi, 0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        per_sample_gradients("eat-cubic", log_rate, x, phi)
+    with pytest.raises(ValueError, match="temperature"):
+        per_sample_gradients("gsm", log_rate, x, phi, -0.1)
+    with pytest.raises(ValueError, match="n_samples"):
+        per_sample_gradients("score", log_rate, x, phi, n_samples=1)
+    with pytest.raises(ValueError, match="x must"):
+        per_sample_gradients("eat-cubic", log_rate, x[:1], phi, 0.1)
+    with pytest.raises(ValueError, match="method"):
+        expected_eat_gradient("gsm", log_rate, x, phi, 0.1)
+
+
+def test_sweep_rows_have_the_csv_columns_and_sensible_values():
+    phi = overcomplete_dct_dictionary(4, 5, dtype=torch.float32)
+    rows = gradient_quality_sweep(phi, [20.0], [0.05, 0.5], n_samples=50, n_items=6, seed=1)
+    assert len(rows) == 2 * len(GRADIENT_METHODS)
+    for row in rows:
+        for key in ("method", "rate", "temperature", "cos_mean", "cos_sample", "bias_energy",
+                    "noise_energy", "cos_mean_sd", "bias_energy_sd", "noise_energy_sd", "rel_bias",
+                    "rel_variance", "bias_energy_floor", "bias_chi2", "indefinite_fraction"):
+            assert key in row
+        assert -1 <= row["cos_mean"] <= 1 and row["noise_energy"] > 0
+        assert row["indefinite_fraction"] == 0.0
+    by_key = {(r["method"], r["temperature"]): r for r in rows}
+    assert by_key[("eat-cubic", 0.05)]["bias_energy_exact"] < 1e-3
+    assert math.isnan(by_key[("gsm", 0.05)]["bias_energy_exact"])
+    # the sigmoid's mean inflation at tau = 0.5 is a real, much larger bias than at tau = 0.05
+    assert (by_key[("eat-sigmoid", 0.5)]["bias_energy_exact"]
+            > 100 * by_key[("eat-sigmoid", 0.05)]["bias_energy_exact"])
+    # same seed, same numbers
+    again = gradient_quality_sweep(phi, [20.0], [0.05, 0.5], n_samples=50, n_items=6, seed=1)
+    assert again[0]["cos_mean"] == rows[0]["cos_mean"]
+    with pytest.raises(ValueError, match="temperature"):
+        gradient_quality_sweep(phi, [1.0], [0.0])
+
+
+def test_synthetic_data_seeded_by_generator():
+    phi = overcomplete_dct_dictionary(4, 5)
+    a, _ = sample_linear_poisson_patches(phi, 3.0, 4, generator=torch.Generator().manual_seed(0))
+    b, _ = sample_linear_poisson_patches(phi, 3.0, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
