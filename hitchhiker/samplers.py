@@ -15,8 +15,9 @@ epsilon of 0 or 1 outside). So we draw the number of arrivals before the window 
 the number inside as another, and place the window arrivals uniformly (the order of a sum's terms does
 not matter). The pair (sample, pathwise gradient) then has exactly the distribution of the full,
 untruncated EAT -- whatever :math:`\lambda` and :math:`\tau` -- in :math:`O(1 + \lambda\tau)` work per
-element. Window arrivals are processed in fixed-size chunks (peak memory does not grow with the rate)
-and the backward pass keeps one number per element and parameter.
+element (:func:`eat_pathwise`). Window arrivals are processed in bounded slices (peak memory per
+element does not grow with the rate), and the backward pass (:class:`EATGradient`) keeps one number per
+element and parameter. The appendix *What each estimator costs* benchmarks it.
 
 :class:`GumbelSoftmaxPoisson` -- Gumbel-softmax over the Poisson pmf truncated to ``K`` categories.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, constraints
 
 from ._validation import (
@@ -35,59 +37,196 @@ from ._validation import (
     finite_nonnegative,
     finite_positive,
 )
-from .indicators import Indicator, get_indicator
+from .indicators import Indicator, _TorchNS, get_indicator
 
-#: Window arrivals handled per vectorised step; bounds peak memory independently of the rate.
-ARRIVAL_CHUNK = 1 << 20
+#: Fewest window arrivals handled per vectorised step. A step handles ``max(ARRIVAL_CHUNK, n)`` arrivals
+#: for a batch of ``n`` elements, so peak memory per element is bounded independently of the rate.
+ARRIVAL_CHUNK = 1 << 16
+
+
+def _segment_sum(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Sums of consecutive runs of ``values`` of the given ``lengths`` (zero-length runs give 0)."""
+    if values.device.type in ("cpu", "cuda"):
+        return torch.segment_reduce(values, "sum", lengths=lengths, unsafe=True)
+    owner = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
+    return torch.zeros(lengths.numel(), dtype=values.dtype, device=values.device).index_add_(
+        0, owner, values)
+
+
+def _ramp_value_and_slope(indicator: Indicator, u: torch.Tensor, want_value: bool, want_slope: bool):
+    """``f`` and ``f'`` of a compact ramp at ``x = 2u - 1`` (``u`` in [0, 1], so no clamping).
+
+    The cubic (the default) is evaluated in place, :math:`u^2(3 - 2u)` and :math:`3u(1 - u)`; the
+    other ramps use their definitions in :mod:`hitchhiker.indicators`.
+    """
+    value = slope = None
+    if indicator.name == "cubic":
+        if want_value:
+            value = torch.mul(u, -2.0).add_(3.0).mul_(u).mul_(u)
+        if want_slope:
+            slope = torch.sub(1.0, u).mul_(u).mul_(3.0)
+        return value, slope
+    if want_value:
+        value = indicator.ramp(u, _TorchNS)
+    if want_slope:
+        slope = 0.5 * indicator.d_ramp(u, _TorchNS)
+    return value, slope
+
+
+def _window_columns(indicator, u, x, columns, tau):
+    """Per-arrival terms to be summed per element, for window arrivals at ``x = (1 - t)/tau``.
+
+    ``x is None`` means the shared compact case ``x = 2u - 1``. ``columns`` names the terms:
+    ``value`` f(x), ``hard`` 1[x > 0], ``slope`` f'(x), ``slope_x`` f'(x) x, and ``slope_t``
+    f'(x) (1 - tau x) = f'(x) t for a scalar ``tau``.
+    """
+    want_slope = any(c in columns for c in ("slope", "slope_x", "slope_t"))
+    if x is None:
+        value, slope = _ramp_value_and_slope(indicator, u, "value" in columns, want_slope)
+        positive = (u > 0.5) if "hard" in columns else None
+    else:
+        value = indicator(x) if "value" in columns else None
+        slope = indicator.derivative(x) if want_slope else None
+        positive = (x > 0) if "hard" in columns else None
+    out = {}
+    for name in columns:
+        if name == "value":
+            out[name] = value
+        elif name == "hard":
+            out[name] = positive.to(u.dtype)
+        elif name == "slope":
+            out[name] = slope
+        elif name == "slope_x":
+            out[name] = slope * (2 * u - 1) if x is None else slope * x
+        else:  # slope_t: t = 1 - tau x
+            t = torch.mul(u, -2 * tau).add_(1 + tau) if x is None else torch.mul(x, -tau).add_(1.0)
+            out[name] = t.mul_(slope)
+    return out
 
 
 def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indicator,
-                 with_temperature_grad: bool = False, chunk: int | None = None):
-    """Draw EAT samples for flat ``rate``/``temperature`` tensors (no autograd involved).
+                 with_temperature_grad: bool = False, chunk: int | None = None,
+                 with_rate_grad: bool = True, with_relaxed: bool = True, with_hard: bool = True):
+    r"""Draw EAT samples for flat ``rate``/``temperature`` tensors (no autograd involved).
 
     Returns ``(relaxed, hard, d_rate, d_temperature)``: the relaxed count, the exact count of the same
-    arrivals, and the pathwise derivatives of the relaxed count (``d_temperature`` is ``None`` unless
-    requested). All are flat tensors like ``rate``.
+    arrivals, and the pathwise derivatives of the relaxed count. Each is a flat tensor like ``rate``,
+    or ``None`` when its ``with_*`` flag is off (``with_temperature_grad`` is off by default).
+
+    **Algorithm.** With window :math:`[a, b] = [\max(0, 1 - h\tau), 1 + h\tau]` (``h`` =
+    ``indicator.half_width``), the arrivals of a rate-:math:`\lambda` Poisson process in disjoint
+    intervals are independent Poisson counts, and given its count the arrivals inside an interval are
+    i.i.d. uniform on it. Arrivals before :math:`a` add exactly 1 to the sample and 0 to its
+    derivatives; arrivals after :math:`b` add 0 (to dtype resolution for the sigmoid). So
+
+    .. math:: \tilde z = N_{<a} + \sum_{i \le N_{[a,b]}} f(x_i), \qquad
+              N_{<a} \sim \mathrm{Poisson}(\lambda a),\; N_{[a,b]} \sim \mathrm{Poisson}(\lambda(b - a)),
+
+    with :math:`x_i = (1 - t_i)/\tau`, :math:`t_i = a + (b - a) U_i`. Writing
+    :math:`D = \sum_i f'(x_i)` and :math:`P = \sum_i f'(x_i)\,x_i`, the pathwise derivatives
+    (:math:`t_i = S_i/\lambda` with :math:`S_i` a sum of standard exponentials, so
+    :math:`\partial t_i/\partial\lambda = -t_i/\lambda`; and :math:`t_i = 1 - \tau x_i`) are
+
+    .. math:: \frac{\partial\tilde z}{\partial\lambda} = \frac{D - \tau P}{\tau\lambda}, \qquad
+              \frac{\partial\tilde z}{\partial\tau} = -\frac{P}{\tau}.
+
+    When :math:`h\tau \le 1` for every element, :math:`x_i = h(1 - 2U_i)`, equal in law to
+    :math:`h(2U_i - 1)`, does not depend on the element at all, so the arrivals are generated without
+    any per-arrival gather. Arrivals are laid
+    out element by element in one flat list and reduced with segment sums in slices of ``chunk``
+    arrivals (default ``max(ARRIVAL_CHUNK, n)``): time :math:`O(n + \sum_j \lambda_j (b_j - a_j))`,
+    extra memory :math:`O(n)` whatever the rates.
     """
-    chunk = ARRIVAL_CHUNK if chunk is None else int(chunk)
     dtype, device, n = rate.dtype, rate.device, rate.numel()
+    chunk = max(ARRIVAL_CHUNK, n) if chunk is None else int(chunk)
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk}")
     half_width = indicator.half_width(dtype)
     lo = (1 - half_width * temperature).clamp(min=0)
     width = 1 + half_width * temperature - lo
-    relaxed = torch.poisson(rate * lo)  # every arrival before the window contributes exactly 1
-    hard = relaxed.clone()
     counts = torch.poisson(rate * width).to(torch.long)
-    d_rate = torch.zeros_like(rate)
-    d_tau = torch.zeros_like(rate) if with_temperature_grad else None
-    total = int(counts.sum())
-    if total == 0:
-        return relaxed, hard, d_rate, d_tau
+    before = torch.poisson(rate * lo) if (with_relaxed or with_hard) else None
+    # One temperature for the whole batch (the usual case): sum f'(x) t directly, one column less.
+    scalar_tau = None
+    if with_rate_grad and not with_temperature_grad and n:
+        first_tau = temperature[:1]
+        if bool((temperature == first_tau).all()):
+            scalar_tau = float(first_tau)
+    columns = ["value"] * with_relaxed + ["hard"] * with_hard
+    if scalar_tau is not None:
+        columns.append("slope_t")
+    elif with_rate_grad or with_temperature_grad:
+        columns += ["slope", "slope_x"]
+    sums = {c: torch.zeros_like(rate) for c in columns}
     ends = counts.cumsum(0)
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        if stop - start == total:
-            owner = torch.repeat_interleave(torch.arange(n, device=device), counts)
-        else:  # the element that owns each arrival in this slice of the flat arrival list
-            owner = torch.searchsorted(ends, torch.arange(start, stop, device=device), right=True)
-        tau = temperature[owner]
-        t = lo[owner] + width[owner] * torch.rand(stop - start, dtype=dtype, device=device)
-        x = (1 - t) / tau
-        relaxed.index_add_(0, owner, indicator(x))
-        hard.index_add_(0, owner, (t < 1).to(dtype))
-        slope = indicator.derivative(x)
-        d_rate.index_add_(0, owner, slope * t / (tau * rate[owner]))
-        if d_tau is not None:
-            d_tau.index_add_(0, owner, -slope * x / tau)
+    total = int(ends[-1]) if n else 0
+    if total:
+        # x = (1 - t)/tau runs from `left` down to -h over the window; left = h unless it is clipped
+        # at t = 0, so when no window is clipped x = h(2u - 1) is the same for every element.
+        left = torch.clamp(1 / temperature, max=half_width)
+        shared = bool((left == half_width).all())
+        span = None if shared else left + half_width
+        starts = ends - counts
+        slices = torch.arange(0, total, chunk, device=device)
+        first = torch.searchsorted(ends, slices, right=True).tolist()
+        last = torch.searchsorted(ends, (slices + chunk).clamp(max=total) - 1, right=True).tolist()
+        uniform = torch.empty(min(chunk, total), dtype=dtype, device=device)
+        for start, i0, i1 in zip(slices.tolist(), first, last):
+            stop = min(start + chunk, total)
+            if stop - start == total:
+                owners, lengths = slice(0, n), counts
+            else:  # this slice's share of each element's arrivals
+                owners = slice(i0, i1 + 1)
+                lengths = ends[owners].clamp(max=stop) - starts[owners].clamp(min=start)
+            u = uniform[: stop - start].uniform_()
+            if shared:
+                x = None if indicator.compact else torch.mul(u, 2 * half_width).sub_(half_width)
+            else:
+                size = stop - start
+                x = torch.repeat_interleave(span[owners], lengths, output_size=size).mul_(u).neg_()
+                x += torch.repeat_interleave(left[owners], lengths, output_size=size)
+            terms = _window_columns(indicator, u, x, columns, scalar_tau)
+            for name, values in terms.items():
+                sums[name][owners] += _segment_sum(values, lengths)
+    relaxed = before + sums["value"] if with_relaxed else None
+    hard = before + sums["hard"] if with_hard else None
+    d_rate = d_tau = None
+    if with_rate_grad:
+        safe_rate = torch.where(rate > 0, rate, torch.ones_like(rate))
+        numerator = (sums["slope_t"] if scalar_tau is not None
+                     else sums["slope"] - temperature * sums["slope_x"])
+        d_rate = numerator / (temperature * safe_rate)
+    if with_temperature_grad:
+        d_tau = -sums["slope_x"] / temperature
     return relaxed, hard, d_rate, d_tau
 
 
-def _attach_gradient(value, params_and_slopes):
-    """value + sum_j slope_j * (p_j - stop_grad(p_j)): same forward value, gradient slope_j per p_j."""
-    out = value
-    for param, slope in params_and_slopes:
-        if param.requires_grad:
-            out = out + slope * (param - param.detach())
-    return out
+class EATGradient(torch.autograd.Function):
+    r"""Attach precomputed pathwise derivatives to a sample: O(1) numbers per element in backward.
+
+    ``EATGradient.apply(rate, temperature, value, d_rate, d_temperature)`` returns ``value``; its
+    backward multiplies the incoming gradient by ``d_rate`` (and ``d_temperature``, which may be
+    ``None``). Nothing of the arrivals is kept for backward: :math:`\partial\tilde z/\partial\lambda`
+    is one number per element.
+
+    Double backward is not supported: the second pathwise derivative is not computed, so the
+    backward is ``once_differentiable`` and differentiating a gradient of the sample raises a
+    ``RuntimeError`` instead of silently returning zero. (First-order use under
+    ``create_graph=True`` works.)
+    """
+
+    @staticmethod
+    def forward(ctx, rate, temperature, value, d_rate, d_temperature):
+        ctx.save_for_backward(d_rate, d_temperature)
+        return value.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        d_rate, d_temperature = ctx.saved_tensors
+        grad_rate = grad * d_rate if ctx.needs_input_grad[0] else None
+        grad_tau = grad * d_temperature if ctx.needs_input_grad[1] else None
+        return grad_rate, grad_tau, None, None, None
 
 
 class _PoissonLogProb:
@@ -140,6 +279,10 @@ class RelaxedPoisson(_PoissonLogProb, Distribution):
             gradient is the relaxed one.
         validate_args: check the arguments (on by default, as in ``torch.distributions``).
 
+    Gradients flow to ``rate`` and ``temperature`` when they require grad (first order only: the
+    second pathwise derivative is not implemented, and differentiating a gradient of the sample raises
+    ``RuntimeError``; see :class:`EATGradient`).
+
     ``rsample`` returns relaxed counts of shape ``sample_shape + batch_shape``; ``sample`` returns
     exact Poisson counts. ``mean`` and ``variance`` are the relaxed variable's own moments from
     Campbell's theorem (:mod:`hitchhiker.moments`); with ``hard=True`` they are Poisson's.
@@ -186,15 +329,22 @@ class RelaxedPoisson(_PoissonLogProb, Distribution):
         rate, temperature = self.rate.expand(shape), self.temperature.expand(shape)
         work = compute_dtype(rate.dtype)
         rate_w, tau_w = rate.to(work), temperature.to(work)
+        grad_on = torch.is_grad_enabled()
+        rate_grad = grad_on and rate_w.requires_grad
+        tau_grad = grad_on and tau_w.requires_grad
         relaxed, hard, d_rate, d_tau = eat_pathwise(
             rate_w.detach().reshape(-1), tau_w.detach().reshape(-1), self.indicator,
-            with_temperature_grad=temperature.requires_grad,
+            with_temperature_grad=tau_grad, with_rate_grad=rate_grad,
+            with_relaxed=not self.hard, with_hard=self.hard,
         )
         value = (hard if self.hard else relaxed).reshape(shape)
-        slopes = [(rate_w, d_rate.reshape(shape))]
-        if d_tau is not None:
-            slopes.append((tau_w, d_tau.reshape(shape)))
-        return _attach_gradient(value, slopes).to(rate.dtype)
+        if rate_grad or tau_grad:
+            value = EATGradient.apply(
+                rate_w, tau_w, value,
+                d_rate.reshape(shape) if rate_grad else None,
+                d_tau.reshape(shape) if tau_grad else None,
+            )
+        return value.to(rate.dtype)
 
 
 def default_n_categories(rate: torch.Tensor) -> int:
