@@ -1,0 +1,95 @@
+"""Every chapter in ``_toc.yml`` follows the book's conventions (static checks, no execution).
+
+* the first code cell is the standard Colab cell, installing from the repository URL in ``_config.yml``
+  (the one place it lives), and a later cell calls ``setup_chapter`` (seeds, style, GPU when present);
+* kernelspec ``python3``; a Takeaways admonition; no outputs stored under unexecuted cells;
+* every chapter cites the literature, with keys that exist in ``book/references.bib``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from check_book import toc_files
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+NOTEBOOKS = [f for f in TOC if (ROOT / f"{f}.ipynb").is_file()]
+#: Pages that are not chapters: they need not cite anything.
+NOT_CHAPTERS = {"book/bibliography", "book/api"}
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+TAKEAWAYS = re.compile(r"^(:{3,}|`{3,})\{admonition\} Takeaways\s*$", re.M)
+
+
+def colab_cell(repository_url: str) -> str:
+    """The standard first code cell of a chapter, installing from ``repository_url``."""
+    return ("# In Colab, install hitchhiker first (elsewhere it is already installed).\n"
+            "import sys\n"
+            'if "google.colab" in sys.modules:\n'
+            f'    %pip install --quiet "poisson-hitchhiker[data] @ git+{repository_url}"')
+
+
+def read(page: str):
+    return nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+
+
+def page_text(page: str) -> str:
+    notebook = ROOT / f"{page}.ipynb"
+    if notebook.is_file():
+        return "\n".join(c.source for c in read(page).cells if c.cell_type == "markdown")
+    return (ROOT / f"{page}.md").read_text()
+
+
+def bib_keys() -> set:
+    return set(re.findall(r"@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text()))
+
+
+def test_the_repository_url_lives_in_config():
+    url = CONFIG["repository"]["url"]
+    assert url.startswith("https://github.com/") and CONFIG["launch_buttons"]["colab_url"]
+    assert colab_cell(url).endswith(f'git+{url}"')
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_first_code_cell_installs_from_the_configured_repository(page):
+    cells = read(page).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# "), \
+        f"{page}: the first cell must be the markdown title"
+    assert code and code[0].source.strip() == colab_cell(CONFIG["repository"]["url"]), \
+        f"{page}: the first code cell is not the standard Colab cell:\n{code[0].source if code else ''}"
+    assert any("setup_chapter(" in c.source for c in code[1:3]), \
+        f"{page}: the setup cell (hh.setup_chapter) must follow the Colab cell"
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_kernelspec_is_python3(page):
+    kernelspec = read(page).metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3", f"{page}: kernelspec {kernelspec}"
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_ends_with_takeaways(page):
+    markdown = [c.source for c in read(page).cells if c.cell_type == "markdown"]
+    assert any(TAKEAWAYS.search(s) and ":class: tip" in s for s in markdown), \
+        f"{page}: no Takeaways admonition (:::{{admonition}} Takeaways / :class: tip)"
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_no_outputs_under_unexecuted_cells(page):
+    stale = [i for i, c in enumerate(read(page).cells)
+             if c.cell_type == "code" and c.get("execution_count") is None and c.get("outputs")]
+    assert not stale, f"{page}: cells {stale} have outputs but were never executed"
+
+
+@pytest.mark.parametrize("page", [p for p in TOC if p not in NOT_CHAPTERS])
+def test_every_chapter_cites_known_references(page):
+    keys = [k.strip() for group in CITE.findall(page_text(page)) for k in group.split(",")]
+    assert keys, f"{page} cites nothing"
+    unknown = set(keys) - bib_keys()
+    assert not unknown, f"{page} cites keys missing from book/references.bib: {sorted(unknown)}"

@@ -1,0 +1,285 @@
+"""The Table 1 rule on synthetic results tables whose ratings are known by construction."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from hitchhiker import recommendations as rec
+from hitchhiker.recommendations import (
+    Thresholds,
+    evidence_table,
+    load_available_results,
+    missing_evidence,
+    rate_value,
+    recommendation_table,
+)
+
+RATES = (2.0, 20.0, 100.0)
+TAUS = (0.05, 0.1, 0.5)
+
+
+def fidelity_table(worst_var_ratio: dict, worst_mean_ratio: dict | None = None) -> pd.DataFrame:
+    """Moment ratios that are perfect except at (rate 100, tau 0.5), where they are the given values."""
+    worst_mean_ratio = worst_mean_ratio or {}
+    rows = []
+    for method, var_ratio in worst_var_ratio.items():
+        for rate in RATES:
+            for tau in TAUS:
+                corner = rate == 100.0 and tau == 0.5
+                rows.append({"method": method, "rate": rate, "temperature": tau,
+                             "mean_ratio": worst_mean_ratio.get(method, 1.0) if corner else 1.0,
+                             "var_ratio": var_ratio if corner else 0.99, "w1": 0.1})
+    return pd.DataFrame(rows)
+
+
+def gradients_table(worst_bias: dict, noise: dict) -> pd.DataFrame:
+    rows = []
+    for method in worst_bias:
+        for rate in RATES:
+            for tau in TAUS:
+                corner = rate == 100.0 and tau == 0.5
+                rows.append({"method": method, "rate": rate, "temperature": tau,
+                             "cos_mean": 1.0, "cos_sample": 0.9,
+                             "bias_energy": worst_bias[method] if corner else 0.001,
+                             "noise_energy": noise[method]})
+    # the score function is in the CSVs too; it must not disturb the three rows
+    rows.append({"method": "score", "rate": 2.0, "temperature": 0.1, "cos_mean": 0.1,
+                 "cos_sample": 0.01, "bias_energy": 100.0, "noise_energy": 1e-6})
+    return pd.DataFrame(rows)
+
+
+def task_table(spread: dict, column: str, base: float, sign: float = 1.0) -> pd.DataFrame:
+    """Loss ``base`` at every temperature except tau = 0.5, where it is ``base * (1 + spread)``."""
+    rows = []
+    for method, s in spread.items():
+        for tau in TAUS:
+            for seed in (0, 1):
+                loss = base * (1 + s) if tau == 0.5 else base
+                rows.append({"method": method, "temperature": tau, "n_samples": 1, "seed": seed,
+                             column: sign * loss})
+    rows.append({"method": "exact", "temperature": 0.0, "n_samples": 1, "seed": 0, column: sign * base})
+    return pd.DataFrame(rows)
+
+
+def paper_like_results() -> dict:
+    """Numbers shaped like the paper's findings (cubic best, sigmoid collapses at high rate and tau)."""
+    return {
+        "fidelity": fidelity_table({"eat-cubic": 1 - 9 * 0.5 / 35, "eat-sigmoid": 0.18, "gsm": 0.6}),
+        "gradients": gradients_table({"eat-cubic": 0.01, "eat-sigmoid": 0.3, "gsm": 2.0},
+                                     {"eat-cubic": 1.0, "eat-sigmoid": 1.1, "gsm": 2.5}),
+        "pvae": task_table({"eat-cubic": 0.001, "eat-sigmoid": 0.005, "gsm": 0.02}, "val_nelbo", 120.0),
+        "poglm": task_table({"eat-cubic": 0.0005, "eat-sigmoid": 0.001, "gsm": 0.001}, "test_elbo",
+                            300.0, sign=-1.0),
+    }
+
+
+def test_rate_value_boundaries():
+    assert rate_value(0.1, 0.1, 1.0) == "good"
+    assert rate_value(0.1000001, 0.1, 1.0) == "fair"
+    assert rate_value(1.0, 0.1, 1.0) == "fair"
+    assert rate_value(1.5, 0.1, 1.0) == "poor"
+    assert rate_value(math.nan, 0.1, 1.0) == "n/a"
+    assert rate_value(math.inf, 0.1, 1.0) == "poor"
+
+
+def test_paper_like_results_give_the_paper_recommendations():
+    table = recommendation_table(paper_like_results())
+    assert list(table.index) == list(rec.TABLE_METHODS)
+    assert list(table.columns) == list(rec.COLUMNS)
+    expected = {
+        "eat-cubic": ["good", "good", "good", "good", "poor", "Default choice"],
+        "eat-sigmoid": ["poor", "fair", "good", "fair", "poor", "Max smoothness"],
+        "gsm": ["fair", "poor", "fair", "poor", "good", "Non-Poisson data"],
+    }
+    for method, row in expected.items():
+        assert list(table.loc[method]) == row, (method, list(table.loc[method]))
+
+
+def test_evidence_numbers():
+    evidence = evidence_table(paper_like_results())
+    assert evidence.loc["eat-cubic", "distributional fidelity"] == pytest.approx(9 * 0.5 / 35)
+    assert evidence.loc["eat-sigmoid", "distributional fidelity"] == pytest.approx(0.82)
+    assert evidence.loc["gsm", "gradient bias"] == pytest.approx(2.0)
+    assert evidence.loc["eat-cubic", "gradient variance"] == pytest.approx(1.0)
+    assert evidence.loc["gsm", "gradient variance"] == pytest.approx(2.5)
+    # robustness: spread over the most robust method's (here below the 0.25% floor, so over 0.0025),
+    # the worse of the two tasks: P-VAE's 2% / 0.25% = 8 for GSM, not the POGLM's 0.1% / 0.25% = 0.4
+    assert evidence.loc["gsm", "temperature robustness"] == pytest.approx(8.0)
+    assert evidence.loc["eat-sigmoid", "temperature robustness"] == pytest.approx(2.0)
+    assert evidence.loc["eat-cubic", "temperature robustness"] == pytest.approx(0.4)
+
+
+def test_bias_beyond_monte_carlo_error():
+    rows = [  # eat-cubic: closed-form bias given; gsm: measured bias minus its noise floor
+        {"method": "eat-cubic", "bias_energy": 0.12, "bias_energy_floor": 0.117, "bias_energy_exact": 0.001,
+         "noise_energy": 11.7},
+        {"method": "eat-sigmoid", "bias_energy": 8.7, "bias_energy_floor": 0.01, "bias_energy_exact": 8.68,
+         "noise_energy": 1.0},
+        {"method": "gsm", "bias_energy": 0.43, "bias_energy_floor": 0.51, "bias_energy_exact": math.nan,
+         "noise_energy": 51.0},
+        {"method": "gsm", "bias_energy": 0.30, "bias_energy_floor": 0.05, "bias_energy_exact": math.nan,
+         "noise_energy": 5.0},
+    ]
+    evidence = evidence_table({"gradients": pd.DataFrame(rows)})["gradient bias"]
+    assert evidence["eat-cubic"] == pytest.approx(0.001)
+    assert evidence["eat-sigmoid"] == pytest.approx(8.68)
+    assert evidence["gsm"] == pytest.approx(0.25)   # max(0, 0.43 - 0.51) = 0 and 0.30 - 0.05
+    table = recommendation_table({"gradients": pd.DataFrame(rows)})
+    assert list(table["gradient bias"]) == ["good", "poor", "fair"]
+
+
+def test_mean_error_counts_for_fidelity():
+    results = paper_like_results()
+    results["fidelity"] = fidelity_table({"eat-cubic": 0.99, "eat-sigmoid": 0.99, "gsm": 0.99},
+                                         worst_mean_ratio={"eat-sigmoid": 0.3})
+    evidence = evidence_table(results)
+    assert evidence.loc["eat-sigmoid", "distributional fidelity"] == pytest.approx(0.7)
+    assert recommendation_table(results).loc["eat-sigmoid", "distributional fidelity"] == "poor"
+
+
+def test_better_sigmoid_becomes_the_default_and_cubic_gets_no_label():
+    results = paper_like_results()
+    results["fidelity"] = fidelity_table({"eat-cubic": 0.3, "eat-sigmoid": 0.95, "gsm": 0.6})
+    results["gradients"] = gradients_table({"eat-cubic": 0.5, "eat-sigmoid": 0.01, "gsm": 2.0},
+                                           {"eat-cubic": 1.0, "eat-sigmoid": 1.0, "gsm": 2.5})
+    results["pvae"] = task_table({"eat-cubic": 0.05, "eat-sigmoid": 0.001, "gsm": 0.15}, "val_nelbo", 120.0)
+    table = recommendation_table(results)
+    assert table.loc["eat-sigmoid", "recommendation"] == "Default choice"
+    assert table.loc["gsm", "recommendation"] == "Non-Poisson data"
+    assert table.loc["eat-cubic", "recommendation"] == "-"   # C^1: not the smoothest
+
+
+def test_best_gsm_is_the_default_and_sigmoid_stays_max_smoothness():
+    results = paper_like_results()
+    results["fidelity"] = fidelity_table({"eat-cubic": 0.6, "eat-sigmoid": 0.18, "gsm": 0.99})
+    results["gradients"] = gradients_table({"eat-cubic": 0.5, "eat-sigmoid": 0.3, "gsm": 0.01},
+                                           {"eat-cubic": 2.0, "eat-sigmoid": 2.0, "gsm": 1.0})
+    results["pvae"] = task_table({"eat-cubic": 0.05, "eat-sigmoid": 0.08, "gsm": 0.001}, "val_nelbo", 120.0)
+    table = recommendation_table(results)
+    assert list(table["recommendation"]) == ["-", "Max smoothness", "Default choice"]
+
+
+def test_missing_tables_give_na_and_are_reported():
+    results = paper_like_results()
+    results["gradients"] = None
+    del results["poglm"]
+    table = recommendation_table(results)
+    assert (table["gradient bias"] == "n/a").all() and (table["gradient variance"] == "n/a").all()
+    assert table.loc["eat-cubic", "temperature robustness"] == "good"   # P-VAE alone still rates it
+    assert missing_evidence(results) == {"gradient bias": ["gradients"], "gradient variance": ["gradients"],
+                                         "temperature robustness": ["poglm"]}
+    assert table.loc["eat-cubic", "recommendation"] == "Default choice"
+
+
+def test_no_results_at_all_still_gives_a_table():
+    table = recommendation_table({})
+    assert (table[list(rec.MEASURED_COLUMNS)] == "n/a").all().all()
+    assert list(table["generalizability"]) == ["poor", "poor", "good"]
+    assert sorted(table["recommendation"]) == sorted(rec.LABELS)
+
+
+def test_a_method_absent_from_a_table_is_na_for_that_column():
+    results = paper_like_results()
+    results["fidelity"] = results["fidelity"][results["fidelity"]["method"] != "gsm"]
+    assert recommendation_table(results).loc["gsm", "distributional fidelity"] == "n/a"
+
+
+def test_robustness_is_relative_to_the_most_robust_method():
+    spread = pd.Series({"eat-cubic": 0.03, "eat-sigmoid": 0.069, "gsm": 0.075})
+    ratio = rec.relative_to_most_robust(spread)
+    assert list(ratio.round(3)) == [1.0, 2.3, 2.5]
+    # spreads that are all negligible are divided by the floor, not by the smallest of them
+    tiny = pd.Series({"eat-cubic": 0.0001, "eat-sigmoid": 0.0004, "gsm": 0.002})
+    assert list(rec.relative_to_most_robust(tiny, 0.0025).round(3)) == [0.04, 0.16, 0.8]
+    pvae = task_table({"eat-cubic": 0.03, "eat-sigmoid": 0.069, "gsm": 0.075}, "val_nelbo", 190.0)
+    assert list(recommendation_table({"pvae": pvae})["temperature robustness"]) == ["good", "fair", "fair"]
+    with pytest.raises(ValueError, match="negligible_spread"):
+        Thresholds(negligible_spread=0.0)
+
+
+def test_a_single_temperature_says_nothing_about_robustness():
+    pvae = task_table({"eat-cubic": 0.5}, "val_nelbo", 100.0)
+    pvae = pvae[pvae["temperature"] == 0.1]
+    assert math.isnan(evidence_table({"pvae": pvae}).loc["eat-cubic", "temperature robustness"])
+
+
+def test_worse_evidence_never_improves_a_rating():
+    levels = rec.RATING_LEVELS
+    for good, fair in [(0.1, 1.0), (0.2, 0.5), (0.0, 0.0)]:
+        values = [0.0, 0.05, 0.1, 0.3, 0.5, 0.9, 1.0, 2.0, 1e9]
+        ranks = [levels.index(rate_value(v, good, fair)) for v in values]
+        assert ranks == sorted(ranks, reverse=True)
+
+
+def test_bad_input_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="fidelity"):
+        Thresholds(fidelity=(0.5, 0.2))
+    with pytest.raises(ValueError, match="var_ratio"):
+        evidence_table({"fidelity": pd.DataFrame({"method": ["gsm"], "mean_ratio": [1.0]})})
+    with pytest.raises(ValueError, match="unknown tables"):
+        evidence_table({"fidelty": None})
+    with pytest.raises(ValueError, match="thresholds"):
+        recommendation_table({}, thresholds=(0.1, 1.0))
+    with pytest.raises(ValueError, match="column"):
+        Thresholds().for_column("speed")
+
+
+def test_thresholds_change_the_ratings():
+    strict = Thresholds(fidelity=(0.01, 0.05))
+    table = recommendation_table(paper_like_results(), thresholds=strict)
+    assert table.loc["eat-cubic", "distributional fidelity"] == "poor"
+
+
+def test_load_available_results(tmp_path):
+    paper_like_results()["pvae"].to_csv(tmp_path / "pvae.csv", index=False)
+    tables = load_available_results(tmp_path)
+    assert set(tables) == set(rec.RESULT_NAMES)
+    assert tables["pvae"] is not None and tables["fidelity"] is None
+    assert recommendation_table(tables).loc["eat-cubic", "temperature robustness"] == "good"
+
+
+# --- the decision guide's measurements ------------------------------------------------------------
+
+def test_temperature_tradeoff_matches_campbell_for_cubic():
+    import torch
+
+    torch.manual_seed(0)
+    table = rec.temperature_tradeoff(("eat-cubic", "eat-sigmoid"), rate=10.0, temperatures=(0.1, 0.5),
+                                     n_samples=10_000)
+    cubic = table[table["method"] == "eat-cubic"].set_index("temperature")
+    for tau in (0.1, 0.5):
+        row = cubic.loc[tau]
+        assert abs(row["mean_ratio"] - 1) < 4 * row["mean_ratio_se"]
+        assert abs(row["var_ratio"] - (1 - 9 * tau / 35)) < 4 * row["var_ratio_se"]
+        assert abs(row["grad_mean"] - 1) < 4 * row["grad_mean_se"]   # unbiased for d E[z]/d lambda = 1
+    # a colder ramp is steeper: the derivative is noisier
+    assert cubic.loc[0.1, "grad_var"] > 2 * cubic.loc[0.5, "grad_var"]
+    # the sigmoid inflates the mean at tau = 0.5: tau log(1 + e^{1/tau}) = 1.0635
+    sigmoid = table[table["method"] == "eat-sigmoid"].set_index("temperature").loc[0.5]
+    assert abs(sigmoid["mean_ratio"] - 0.5 * math.log1p(math.exp(2.0))) < 4 * sigmoid["mean_ratio_se"]
+
+
+def test_temperature_tradeoff_rejects_bad_input():
+    with pytest.raises(ValueError, match="rate"):
+        rec.temperature_tradeoff(rate=-1.0)
+    with pytest.raises(ValueError, match="n_samples"):
+        rec.temperature_tradeoff(n_samples=1)
+    with pytest.raises(ValueError, match="temperatures"):
+        rec.temperature_tradeoff(temperatures=(0.0,), n_samples=10)
+    with pytest.raises(ValueError, match="method"):
+        rec.temperature_tradeoff(methods=("score",), n_samples=10)
+
+
+def test_truncation_tail_mass_is_the_poisson_survival_function():
+    from scipy import stats
+
+    for rate, k in [(1.0, 10), (20.0, 42), (100.0, 100), (3.0, 1)]:
+        assert rec.truncation_tail_mass(rate, k) == pytest.approx(stats.poisson.sf(k - 1, rate), rel=1e-9)
+    masses = [rec.truncation_tail_mass(20.0, k) for k in range(5, 60, 5)]
+    assert masses == sorted(masses, reverse=True)
+    with pytest.raises(ValueError, match="n_categories"):
+        rec.truncation_tail_mass(5.0, 0)
+    with pytest.raises(ValueError, match="rate"):
+        rec.truncation_tail_mass(float("nan"), 5)
