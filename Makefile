@@ -50,7 +50,7 @@ EXEC_SCALE ?= default
 execute: install
 	cd book && for nb in $(notdir $(NOTEBOOKS)); do \
 	  echo "== $$nb ($(EXEC_SCALE) scale)"; \
-	  HITCHHIKER_SCALE=$(EXEC_SCALE) ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  HITCHHIKER_SCALE=$(EXEC_SCALE) HITCHHIKER_PROGRESS=0 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
 	done
 

@@ -10,6 +10,7 @@ file written for the same settings, the trained weights and history are loaded i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,6 +26,11 @@ OPTIMIZERS = {
     "adamax": torch.optim.Adamax,
     "sgd": torch.optim.SGD,
 }
+
+
+def default_progress_bar() -> bool:
+    """Progress bars are on unless at smoke scale or ``HITCHHIKER_PROGRESS=0``."""
+    return current_scale() != "smoke" and os.environ.get("HITCHHIKER_PROGRESS", "1") != "0"
 
 
 def linear_warmup(progress: float, warmup_fraction: float, start: float = 0.0, end: float = 1.0) -> float:
@@ -64,7 +70,8 @@ def fit(
         settings: extra values that identify this run (method, temperature, ...); a checkpoint is
             reused only when these and the loop's own settings match exactly.
         eval_fn: ``eval_fn(model) -> float``, called every ``eval_every`` epochs and at the end.
-        progress_bar: show tqdm (default: on, except at smoke scale).
+        progress_bar: show tqdm. Default: on, except at smoke scale or when the environment sets
+            ``HITCHHIKER_PROGRESS=0`` (``make execute`` does, so stored notebook outputs stay clean).
 
     Returns:
         history: ``{"loss": [mean training loss per epoch], "eval": [(epoch, value), ...]}``; the
@@ -94,7 +101,7 @@ def fit(
     steps_per_epoch = max(1, -(-n // batch_size))
     total_steps = max(1, epochs * steps_per_epoch)
     history = {"loss": [], "eval": []}
-    show = (current_scale() != "smoke") if progress_bar is None else progress_bar
+    show = progress_bar if progress_bar is not None else default_progress_bar()
     bar = tqdm(range(epochs), desc=desc, disable=not show, leave=False)
     step = 0
     for epoch in bar:
