@@ -77,14 +77,14 @@ from .vae import (
     validation_nelbo,
 )
 from .runtime import default_device, results_dir, seed_everything, setup_chapter
-from .samplers import GumbelSoftmaxPoisson, RelaxedPoisson, default_n_categories
+from .samplers import GumbelSoftmaxPoisson, RelaxedPoisson, default_n_categories, poisson_log_prob
 from .scale import by_scale, current_scale
 from .training import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "RelaxedPoisson", "GumbelSoftmaxPoisson", "default_n_categories",
+    "RelaxedPoisson", "GumbelSoftmaxPoisson", "default_n_categories", "poisson_log_prob",
     "score_function_surrogate", "pathwise_distribution", "relaxed_sample", "check_method",
     "METHODS", "PATHWISE_METHODS", "EAT_METHODS", "PAPER_METHODS",
     "INDICATORS", "get_indicator",

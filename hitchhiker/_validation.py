@@ -71,6 +71,13 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
 
+def check_n_categories(n_categories) -> int:
+    """A GSM truncation ``K``: a positive Python integer, else ``ValueError`` naming ``n_categories``."""
+    if isinstance(n_categories, bool) or not isinstance(n_categories, int) or n_categories < 1:
+        raise ValueError(f"n_categories must be a positive integer, got {n_categories!r}")
+    return n_categories
+
+
 def check_param(constraint, value: torch.Tensor, name: str, requirement: str) -> None:
     """Raise ``ValueError`` naming the argument when ``value`` violates ``constraint``."""
     ok = constraint.check(value.detach())

@@ -26,6 +26,7 @@ import time
 import torch
 
 from .estimators import PATHWISE_METHODS, check_method, pathwise_distribution
+from ._validation import check_n_categories
 from .indicators import get_indicator
 from .metrics import moment_ratios, wasserstein1
 
@@ -183,8 +184,7 @@ def truncated_poisson_moments(rate: float, n_categories: int) -> tuple[float, fl
     rate = _as_float(rate, "rate")
     if not (math.isfinite(rate) and rate > 0):
         raise ValueError(f"rate must be finite and > 0, got {rate}")
-    if isinstance(n_categories, bool) or not isinstance(n_categories, int) or n_categories < 1:
-        raise ValueError(f"n_categories must be a positive integer, got {n_categories!r}")
+    check_n_categories(n_categories)
     k = torch.arange(n_categories, dtype=torch.float64)
     log_p = k * math.log(rate) - torch.lgamma(k + 1)
     p = torch.softmax(log_p, 0)

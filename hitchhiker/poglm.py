@@ -40,6 +40,7 @@ from torch import nn
 
 from .estimators import PATHWISE_METHODS, check_method, pathwise_distribution, score_function_surrogate
 from .runtime import seed_everything
+from .samplers import poisson_log_prob
 from .training import fit
 
 #: The estimators the POGLM chapter compares (registry names of :mod:`hitchhiker.estimators`);
@@ -52,11 +53,6 @@ POGLM_GSM_CATEGORIES = 8
 #: generator intended to set.
 TRUE_WEIGHT_SCALE = 0.5
 TRUE_BIAS_SCALE = 0.5
-
-
-def _poisson_log_pmf(value: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-    r""":math:`y\log\lambda - \lambda - \log\Gamma(y+1)` (real :math:`y \ge 0` through the gamma function)."""
-    return torch.xlogy(value, rate) - rate - torch.lgamma(value + 1)
 
 
 class POGLM(nn.Module):
@@ -134,7 +130,7 @@ class POGLM(nn.Module):
         self._check_spikes(hidden, self.n_hidden, "hidden")
         spikes = torch.cat([visible.to(hidden.dtype).expand(*hidden.shape[:-2], *visible.shape[-2:]),
                             hidden], dim=-2)
-        return _poisson_log_pmf(spikes, self.firing_rate(spikes)).sum((-2, -1))
+        return poisson_log_prob(spikes, self.firing_rate(spikes)).sum((-2, -1))
 
     @torch.no_grad()
     def sample(self, n_sequences: int, n_bins: int, generator: Optional[torch.Generator] = None):
@@ -243,7 +239,7 @@ def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature:
             raise ValueError(f"temperature must be None for method='score', got {temperature!r}")
         with torch.no_grad():
             hidden = torch.poisson(rate.detach().expand(n_samples, *rate.shape))
-        log_q = _poisson_log_pmf(hidden, rate).sum((-2, -1))            # (S, B)
+        log_q = poisson_log_prob(hidden, rate).sum((-2, -1))            # (S, B)
         losses = log_q - model.log_joint(visible, hidden)               # -(log p - log q)
         return score_function_surrogate(losses, log_q, baseline=n_samples >= 2).mean()
     if temperature is None:
@@ -270,7 +266,7 @@ def evaluate_poglm(model: POGLM, spikes: torch.Tensor, n_samples: int = 256, see
     generator = torch.Generator(device=visible.device).manual_seed(int(seed))
     rate = model.posterior_rate(visible)
     hidden = torch.poisson(rate.expand(n_samples, *rate.shape).contiguous(), generator=generator)
-    log_w = model.log_joint(visible, hidden) - _poisson_log_pmf(hidden, rate).sum((-2, -1))  # (S, B)
+    log_w = model.log_joint(visible, hidden) - poisson_log_prob(hidden, rate).sum((-2, -1))  # (S, B)
     log_likelihood = torch.logsumexp(log_w, 0) - math.log(n_samples)
     return {"elbo": float(log_w.mean()), "log_likelihood": float(log_likelihood.mean())}
 

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._validation import check_n_categories
 from .results import load_results
 
 #: The rows of Table 1, in the paper's order.
@@ -366,6 +367,5 @@ def truncation_tail_mass(rate: float, n_categories: int) -> float:
 
     if not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
-    if isinstance(n_categories, bool) or not isinstance(n_categories, int) or n_categories < 1:
-        raise ValueError(f"n_categories must be a positive integer, got {n_categories!r}")
+    check_n_categories(n_categories)
     return float(gammainc(n_categories, rate))

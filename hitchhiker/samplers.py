@@ -32,6 +32,7 @@ from torch.distributions import Distribution, constraints
 from ._validation import (
     as_float_tensor,
     broadcast_pair,
+    check_n_categories,
     check_param,
     compute_dtype,
     finite_nonnegative,
@@ -229,6 +230,16 @@ class EATGradient(torch.autograd.Function):
         return grad_rate, grad_tau, None, None, None
 
 
+def poisson_log_prob(value, rate) -> torch.Tensor:
+    r"""Poisson log-pmf :math:`z\log\lambda - \lambda - \log\Gamma(z + 1)`, extended to real :math:`z \ge 0`.
+
+    Through the gamma function it also scores relaxed (real-valued) counts, as the POGLM ELBO and the
+    score-function surrogate need; it is a normalised density only on the integers. ``xlogy`` makes
+    :math:`z = 0, \lambda = 0` give 0.
+    """
+    return torch.xlogy(value, rate) - rate - torch.lgamma(value + 1)
+
+
 class _PoissonLogProb:
     """Poisson log-pmf shared by the relaxations (lgamma-extended to real-valued counts)."""
 
@@ -242,7 +253,7 @@ class _PoissonLogProb:
             self._validate_sample(value)
         rate = self.rate.to(value.dtype) if torch.is_tensor(value) else self.rate
         value = torch.as_tensor(value, dtype=rate.dtype, device=rate.device)
-        return torch.xlogy(value, rate) - rate - torch.lgamma(value + 1)
+        return poisson_log_prob(value, rate)
 
     def sample(self, sample_shape=torch.Size()):
         """Exact Poisson counts (no gradient)."""
@@ -374,9 +385,7 @@ class GumbelSoftmaxPoisson(_PoissonLogProb, Distribution):
         _init_params(self, rate, temperature, validate_args)
         if n_categories is None:
             n_categories = default_n_categories(self.rate)
-        if isinstance(n_categories, bool) or not isinstance(n_categories, int) or n_categories < 1:
-            raise ValueError(f"n_categories must be a positive integer, got {n_categories!r}")
-        self.n_categories = n_categories
+        self.n_categories = check_n_categories(n_categories)
         self.hard = bool(hard)
 
     def expand(self, batch_shape, _instance=None):

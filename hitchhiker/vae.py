@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .estimators import check_method, pathwise_distribution, score_function_surrogate
-from .samplers import default_n_categories
+from .samplers import default_n_categories, poisson_log_prob
 from .training import fit, geometric_anneal, linear_warmup
 
 #: The methods a Poisson VAE can be trained with.
@@ -169,7 +169,7 @@ class PoissonVAE(nn.Module):
             with torch.no_grad():
                 z = torch.poisson(lam.detach().expand((int(n_samples),) + lam.shape))
             losses = self.reconstruction_error(x, z)                       # (S, batch)
-            log_probs = (torch.xlogy(z, lam) - lam - torch.lgamma(z + 1)).sum(-1)
+            log_probs = poisson_log_prob(z, lam).sum(-1)
             recon = score_function_surrogate(losses, log_probs)
         else:
             if temperature is None or not temperature > 0:

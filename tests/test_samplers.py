@@ -273,3 +273,15 @@ def test_samples_live_on_the_rate_device(cls):
     (g,) = torch.autograd.grad(z.sum(), rate)
     assert g.device == rate.device and torch.isfinite(g).all()
     assert torch.allclose(z.mean(0), rate.detach(), rtol=0.1)
+
+
+def test_poisson_log_prob_is_the_one_log_pmf():
+    from hitchhiker import poisson_log_prob
+
+    lam = torch.tensor([0.0, 0.5, 30.0], dtype=F64)
+    k = torch.tensor([0.0, 2.0, 31.0], dtype=F64)
+    expected = torch.distributions.Poisson(lam[1:]).log_prob(k[1:])
+    out = poisson_log_prob(k, lam)
+    assert out[0].item() == 0.0 and torch.allclose(out[1:], expected)
+    d = GumbelSoftmaxPoisson(lam[1:], 0.1)
+    assert torch.allclose(d.log_prob(k[1:]), expected)
