@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import matplotlib as mpl
 
+from .estimators import PAPER_METHODS
+
 #: The paper's colours: EAT-sigmoid blue, EAT-cubic red, GSM green, score function gray, exact black.
 METHOD_COLORS = {
     "eat-sigmoid": "#1f5fbf",
@@ -70,3 +72,52 @@ def method_label(method: str) -> str:
 def method_style(method: str, **overrides) -> dict:
     """Keyword arguments for ``plot``/``errorbar``: colour and label of a method."""
     return {"color": method_color(method), "label": method_label(method), **overrides}
+
+
+def _log_axis_ticks(ax, values) -> None:
+    values = sorted(set(float(v) for v in values))
+    ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+
+
+def plot_method_sweep(ax_score, ax_pathwise, table, metric: str, ylabel: str,
+                      pathwise_methods=tuple(m for m in PAPER_METHODS if m != "score")) -> None:
+    """The paper's Figure 4 layout: the score function across sample counts (left), the pathwise
+    relaxations across temperatures (right).
+
+    ``table`` is a results DataFrame with columns ``method, temperature, n_samples, seed, <metric>``.
+    Each point is the mean over seeds with a +/-1 sd bar; open circles are the individual runs. Rows
+    of method ``"exact"``, when present, are drawn on both panels as a reference: a dashed line at
+    their mean and a band over their range.
+    """
+    def draw(ax, rows, x, method):
+        stats = rows.groupby(x)[metric].agg(["mean", "std"]).reset_index()
+        ax.errorbar(stats[x], stats["mean"], yerr=stats["std"].fillna(0.0), marker="o", capsize=3,
+                    **method_style(method))
+        ax.scatter(rows[x], rows[metric], facecolors="none", edgecolors=method_color(method),
+                   s=18, alpha=0.6, linewidths=0.8)
+
+    exact = table.loc[table["method"] == "exact", metric]
+    for ax in (ax_score, ax_pathwise):
+        if len(exact):
+            ax.axhspan(exact.min(), exact.max(), color=method_color("exact"), alpha=0.08, lw=0)
+            ax.axhline(exact.mean(), **method_style("exact", ls="--", lw=1.2))
+    ax_score.set_ylabel(ylabel)
+    if not ax_score.get_shared_y_axes().joined(ax_score, ax_pathwise):
+        ax_pathwise.set_ylabel(ylabel)
+    score = table[table["method"] == "score"]
+    if len(score):
+        draw(ax_score, score, "n_samples", "score")
+        _log_axis_ticks(ax_score, score["n_samples"])
+    ax_score.set_xlabel("Monte Carlo samples $S$")
+    ax_score.set_title("score function")
+    pathwise = table[table["method"].isin(pathwise_methods)]
+    for method in pathwise_methods:
+        rows = pathwise[pathwise["method"] == method]
+        if len(rows):
+            draw(ax_pathwise, rows, "temperature", method)
+    _log_axis_ticks(ax_pathwise, pathwise["temperature"].dropna())
+    ax_pathwise.set_xlabel(r"temperature $\tau$")
+    ax_pathwise.set_title("pathwise relaxations")
+    ax_pathwise.legend(loc="best")

@@ -256,7 +256,8 @@ def test_figure_helpers_draw_what_they_promise(data):
     import pandas as pd
     from matplotlib.patches import Circle, FancyArrowPatch
 
-    from hitchhiker.poglm import draw_network, plot_method_sweep, plot_spike_counts
+    from hitchhiker.plotting import plot_method_sweep
+    from hitchhiker.poglm import draw_network, plot_spike_counts
 
     fig, axes = plt.subplots(1, 4)
     draw_network(axes[0], data.weight, 3)

@@ -1,0 +1,42 @@
+"""The shared figure helpers: one colour per method, and the Figure 4 layout."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hitchhiker.plotting import METHOD_COLORS, method_style, plot_method_sweep  # noqa: E402
+
+
+def test_paper_colours():
+    assert METHOD_COLORS["eat-sigmoid"].lower() == "#1f5fbf" and METHOD_COLORS["exact"] == "#000000"
+    assert method_style("eat-cubic")["color"] == METHOD_COLORS["eat-cubic"]
+    assert method_style("unknown-method")["label"] == "unknown-method"
+
+
+def test_method_sweep_draws_exact_as_a_reference_on_both_panels():
+    table = pd.DataFrame({
+        "method": ["exact", "exact", "score", "score", "gsm", "eat-cubic"],
+        "temperature": [None, None, None, None, 0.1, 0.1],
+        "n_samples": [1, 1, 2, 8, 1, 1], "seed": [0, 1, 0, 0, 0, 0],
+        "loss": [10.0, 12.0, 20.0, 15.0, 14.0, 11.0]})
+    fig, (left, right) = plt.subplots(1, 2)
+    plot_method_sweep(left, right, table, "loss", "loss")
+    for ax in (left, right):
+        dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+        assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 11.0   # mean of the exact runs
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert "GSM" in labels and "exact" in labels and "score function" not in labels
+    plt.close(fig)
+
+
+def test_method_sweep_labels_a_shared_y_axis_once():
+    table = pd.DataFrame({"method": ["score", "eat-cubic"], "temperature": [None, 0.1],
+                          "n_samples": [2, 1], "seed": [0, 0], "loss": [2.0, 1.0]})
+    fig, (left, right) = plt.subplots(1, 2, sharey=True)
+    plot_method_sweep(left, right, table, "loss", "loss (nats)")
+    assert left.get_ylabel() == "loss (nats)" and right.get_ylabel() == ""
+    fig, (left, right) = plt.subplots(1, 2)
+    plot_method_sweep(left, right, table, "loss", "loss (nats)")
+    assert right.get_ylabel() == "loss (nats)"
+    plt.close("all")
