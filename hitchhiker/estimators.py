@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .samplers import GumbelSoftmaxPoisson, RelaxedPoisson
+from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, poisson_log_prob
 
 EAT_METHODS = ("eat-cubic", "eat-sigmoid", "eat-linear", "eat-quintic", "eat-cosine")
 STRAIGHT_THROUGH_METHODS = ("st-cubic", "st-sigmoid")
@@ -81,3 +81,55 @@ def score_function_surrogate(losses: torch.Tensor, log_probs: torch.Tensor,
         weight = (weight - weight.mean(0, keepdim=True)) * (n / (n - 1))
     score_term = (weight * log_probs).mean(0)
     return losses.mean(0) + score_term - score_term.detach()
+
+
+def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature=None,
+                   n_samples: int = 1, *, baseline=None, validate_args=None, **dist_kwargs):
+    r"""A loss whose value is the Monte Carlo mean of :math:`L(z)`, :math:`z \sim \mathrm{Pois}(\lambda)`,
+    and whose gradient is ``method``'s estimate of :math:`\nabla\,\mathbb E[L(z)]`.
+
+    The one estimator branch every model in the book calls (Poisson VAE, POGLM, gradient sweeps).
+
+    Args:
+        method: a registry name: a pathwise method (``"eat-cubic"``, ``"gsm"``, ...) or ``"score"``.
+        rate: Poisson rates :math:`\lambda`, any shape; gradients flow to whatever produced them.
+        per_sample_loss: maps counts of shape ``(S,) + rate.shape`` to losses of shape ``(S,) + B``,
+            where ``B`` is a prefix of ``rate.shape`` (often empty). The dimensions of ``rate`` that it
+            reduces are the latents of one draw; for the score function their log-probabilities are
+            summed.
+        temperature: the relaxation's :math:`\tau` (pathwise methods only).
+        n_samples: ``S``, the number of draws.
+        baseline: score function only: the leave-one-out baseline; ``None`` uses it when ``S >= 2``.
+        validate_args: passed to the distribution.
+        dist_kwargs: passed to the distribution (``n_categories`` for ``"gsm"``).
+
+    Returns:
+        A tensor of shape ``B``: the mean over the ``S`` draws.
+    """
+    check_method(method, PATHWISE_METHODS + ("score",))
+    n_samples = int(n_samples)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+    if method == "score":
+        if temperature is not None or dist_kwargs:
+            raise ValueError("method='score' takes no temperature or distribution arguments")
+        with torch.no_grad():
+            counts = torch.poisson(rate.detach().expand((n_samples,) + rate.shape))
+        losses = per_sample_loss(counts)
+        log_probs = poisson_log_prob(counts, rate)
+        if not torch.is_tensor(losses) or losses.shape != log_probs.shape[: losses.dim()] or losses.dim() == 0:
+            got = tuple(losses.shape) if torch.is_tensor(losses) else type(losses).__name__
+            raise ValueError(f"per_sample_loss must return shape (S,) + a prefix of rate.shape "
+                             f"= {(n_samples,) + tuple(rate.shape)}; got {got}")
+        log_probs = log_probs.sum(tuple(range(losses.dim(), log_probs.dim())))
+        use_baseline = n_samples >= 2 if baseline is None else bool(baseline)
+        return score_function_surrogate(losses, log_probs, baseline=use_baseline)
+    if temperature is None:
+        raise ValueError(f"method={method!r} needs a temperature > 0")
+    dist = pathwise_distribution(method, rate, temperature, validate_args=validate_args, **dist_kwargs)
+    losses = per_sample_loss(dist.rsample((n_samples,)))
+    if not torch.is_tensor(losses) or losses.dim() == 0 or losses.shape[0] != n_samples:
+        got = tuple(losses.shape) if torch.is_tensor(losses) else type(losses).__name__
+        raise ValueError(f"per_sample_loss must return shape (S,) + a prefix of rate.shape with "
+                         f"S = {n_samples}; got {got}")
+    return losses.mean(0)

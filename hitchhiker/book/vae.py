@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .estimators import check_method, pathwise_distribution, score_function_surrogate
-from .samplers import default_n_categories, poisson_log_prob
+from ..estimators import check_method, pathwise_distribution, score_function_surrogate
+from ..distributions import default_n_categories, poisson_log_prob
 from .training import fit, geometric_anneal, linear_warmup
 
 #: The methods a Poisson VAE can be trained with.

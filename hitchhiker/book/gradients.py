@@ -26,14 +26,14 @@ from typing import Iterable
 
 import torch
 
-from .estimators import (
+from ..estimators import (
     EAT_METHODS,
     PATHWISE_METHODS,
     check_method,
     pathwise_distribution,
     score_function_surrogate,
 )
-from .metrics import gradient_quality
+from ..metrics import gradient_quality
 from .objectives import (
     _check_shapes,
     expected_reconstruction_loss,

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._validation import check_n_categories
+from .._validation import check_n_categories
 from .results import load_results
 
 #: The rows of Table 1, in the paper's order.
@@ -326,7 +326,7 @@ def temperature_tradeoff(methods=TABLE_METHODS, rate: float = 10.0, temperatures
     """
     import torch
 
-    from .estimators import PATHWISE_METHODS, check_method, relaxed_sample
+    from ..estimators import PATHWISE_METHODS, check_method, relaxed_sample
 
     if not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a finite number > 0, got {rate!r}")

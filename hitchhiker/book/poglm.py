@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .estimators import PATHWISE_METHODS, check_method, pathwise_distribution, score_function_surrogate
+from ..estimators import PATHWISE_METHODS, check_method, pathwise_distribution, score_function_surrogate
 from .runtime import seed_everything
-from .samplers import poisson_log_prob
+from ..distributions import poisson_log_prob
 from .training import fit
 
 #: The estimators the POGLM chapter compares (registry names of :mod:`hitchhiker.estimators`);
