@@ -2,25 +2,32 @@
 #   make book   -- create/update .venv, install, build the book (stored outputs; no execution)
 #   make test   -- install, unit tests, every notebook at smoke scale under nbval, the book, then the
 #                  browser test (headless Chromium through every built page; screenshots in _build/screenshots)
-# TORCH chooses the torch requirement (CI: make test TORCH='torch==2.13.0+cpu').
+# TORCH chooses the torch requirement (CI: make test TORCH='torch==2.13.0+cpu'); CONSTRAINTS pins the
+# book and test toolchain to what the stored outputs were made with (empty: resolve freely).
 
 TORCH ?= torch
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hitchhiker-installed
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+# The library alone: a wheel installed with no extras into its own venv next to torch.
+CORE_VENV ?= _build/core-venv
+WHEEL_DIR := _build/wheel
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 export PYTHONHASHSEED := 0
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench execute paper install book test unit notebooks chromium browser clean
+.PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks chromium \
+	browser constraints clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[book,test,data]"
+	$(BIN)/python -m pip install --quiet $(PIN) -e ".[book,docs,test]"
 	touch $@
 
 install: $(STAMP)
@@ -32,6 +39,23 @@ book: install
 unit: install
 	$(BIN)/python -m pytest tests -q
 
+# The fast loop while developing: everything but the tests marked slow.
+fast: install
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+# What `pip install poisson-hitchhiker` gives a user: build the wheel, install it with no extras into a
+# fresh venv beside torch, check that no book package came with it, and run the library's tests there
+# (from outside the source tree, so the installed copy is the one imported).
+core: install
+	rm -rf $(CORE_VENV) $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install --quiet "$(TORCH)"
+	$(CORE_VENV)/bin/python -m pip install --quiet $(PIN) $(WHEEL_DIR)/*.whl pytest hypothesis
+	$(CORE_VENV)/bin/python tests/check_core_install.py
+	cd $(CORE_VENV) && bin/python -m pytest -q -p no:cacheprovider --rootdir=$(CURDIR)/tests \
+	  -c /dev/null $(CURDIR)/tests/core
+
 notebooks: install
 	HITCHHIKER_SCALE=smoke $(BIN)/python -m pytest --nbval-lax -q $(NOTEBOOKS)
 
@@ -42,7 +66,7 @@ chromium:
 browser: book chromium
 	$(BIN)/python -m pytest tests/browser --browser -q
 
-test: unit notebooks book browser
+test: unit core notebooks book browser
 
 # Re-run every chapter in place (stored outputs and book/results/*.csv): `make execute` at default
 # scale, `make paper` at the paper's scale (meant for a GPU).
@@ -63,6 +87,32 @@ paper:
 BENCH_ARGS ?= --out book/results/costs.csv
 bench: install
 	$(BIN)/python benchmarks/sampler.py $(BENCH_ARGS)
+
+# Rewrite constraints.txt from the current venv (after a deliberate upgrade of the toolchain).
+constraints: install
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | \
+	  grep -vi '^torch==\|^poisson-hitchhiker\|^nvidia-\|^triton=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# torch.compile against eager for rsample + backward (benchmarks/compile.py).
+compile-bench: install
+	$(BIN)/python benchmarks/compile.py
+
+# The book on a GPU (benchmarks/gpu_check.py): run on the lent machine, with its own python3 (which
+# holds a CUDA torch), from the working tree; nbval and ipykernel travel as wheels made by
+# `make gpu-wheels` here (.whl/, ignored by git). Writes book/results/gpu.csv.
+GPU_PYTHON ?= python3
+GPU_WHEELS := $(shell grep -i -E '^(asttokens|comm|debugpy|executing|fastjsonschema|ipykernel|ipython|ipython_pygments_lexers|jedi|jsonschema|jsonschema-specifications|jupyter_client|jupyter_core|matplotlib-inline|nbformat|nbval|parso|pexpect|platformdirs|prompt_toolkit|ptyprocess|pure_eval|pyzmq|referencing|rpds-py|stack-data|tornado|traitlets|wcwidth)==' constraints.txt)
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+
+gpu-check:
+	if [ -d .whl ]; then $(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --no-compile \
+	  --target /tmp/hitchhiker-site .whl/*.whl; fi
+	PYTHONPATH=/tmp/hitchhiker-site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py \
+	  $(GPU_ARGS)
 
 clean:
 	rm -rf _build

@@ -7,7 +7,7 @@ run, interleaved round by round so that machine noise hits all of them alike:
 * ``torch.poisson``: exact counts, no gradient at all -- the floor;
 * ``fixed-cap-eat-cubic``: the usual full-arrival EAT (every arrival up to the official cap, the
   Poisson 1 - 1e-3 quantile of the largest rate, autograd through all of them;
-  :func:`hitchhiker.fixed_cap_eat`).
+  :func:`hitchhiker.book.fidelity.fixed_cap_eat`).
 
 Reported per row: the median time over repeats (CPU: process CPU time, which other jobs on a shared
 machine barely disturb; CUDA: synchronised wall time), the peak extra memory of the call (CPU: peak
@@ -35,8 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hitchhiker import default_n_categories, fixed_cap_eat, get_indicator, relaxed_sample  # noqa: E402
-from hitchhiker.fidelity import fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker import relaxed_sample  # noqa: E402
+from hitchhiker.book.fidelity import fixed_cap_eat, fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker.distributions import default_n_categories  # noqa: E402
+from hitchhiker.indicators import get_indicator  # noqa: E402
 
 POISSON = "torch.poisson"
 FIXED_CAP = "fixed-cap-eat-cubic"

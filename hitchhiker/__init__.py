@@ -9,6 +9,7 @@ Estimation* (Ibrahim et al., 2026). It needs only torch (and numpy); the book's 
 >>> z = hitchhiker.RelaxedPoisson(rate, temperature=0.1).rsample()   # EAT-cubic
 >>> z.sum().backward()
 """
+from .diagnostics import compare_estimators
 from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, poisson_log_prob
 from .estimators import (
     METHODS,
@@ -30,4 +31,5 @@ __all__ = [
     "METHODS", "check_method", "INDICATORS",
     "relaxed_mean", "relaxed_variance",
     "moment_ratios", "wasserstein1", "gradient_quality",
+    "compare_estimators",
 ]

@@ -1,6 +1,24 @@
-"""Argument checks shared by the samplers: clear ``ValueError``s that name the bad argument."""
+"""Argument checks shared by every module: clear ``TypeError``/``ValueError``s naming the bad argument.
+
+Conventions (one place, so every entry point refuses the same things the same way):
+
+* a wrong *kind* of argument (a string where a bool is due, a complex or boolean tensor, a float
+  ``n_categories``) raises ``TypeError``; a right kind with a wrong *value* (a negative rate, a shape
+  or device mismatch, ``n_categories=0``) raises ``ValueError``; both name the argument;
+* rates and temperatures are real numbers: Python numbers, numpy scalars/arrays and tensors are
+  accepted; integer tensors are converted to the default float dtype (exactly, as Python ints are);
+  boolean and complex inputs are refused (a complex rate would otherwise lose its imaginary part);
+* flags such as ``hard`` must be ``bool`` (or ``numpy.bool_``); strings, ints and ``None`` are
+  refused, since ``bool("no")`` is ``True``;
+* counts such as ``n_categories`` accept any integral number (``int``, ``numpy.int64``, anything with
+  ``__index__``), never ``bool`` or floats (``10.0`` is refused rather than silently truncated).
+"""
 from __future__ import annotations
 
+import numbers
+import operator
+
+import numpy as np
 import torch
 from torch.distributions import constraints
 
@@ -37,31 +55,86 @@ finite_positive = _FinitePositive()
 _HALF = (torch.float16, torch.bfloat16)
 
 
-def as_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Convert to a floating tensor (on ``like``'s device) or raise ``ValueError`` naming ``name``."""
+def _kind(value) -> str:
     if isinstance(value, torch.Tensor):
-        if not (value.is_floating_point()):
-            value = value.to(torch.get_default_dtype() if like is None else like.dtype)
+        return f"a {value.dtype} tensor"
+    return f"{type(value).__name__} {value!r}"
+
+
+def as_float_tensor(value, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A real floating tensor from ``value``, else ``TypeError`` naming ``name``.
+
+    Tensors and numpy arrays keep their float dtype (integers become the default float dtype);
+    Python numbers take ``like``'s dtype (the default dtype when ``like`` is None); non-tensors go
+    to ``like``'s device.
+    Complex and boolean inputs are refused.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        if isinstance(value, (bool, str, bytes)) or value is None:
+            raise TypeError(f"{name} must be a real number or a floating tensor, got {_kind(value)}")
+        try:
+            tensor = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a real number or a floating tensor, got "
+                            f"{_kind(value)}") from err
+        # A scalar (Python or numpy) takes ``like``'s dtype, as in torch.distributions; arrays keep theirs.
+        if isinstance(value, numbers.Real) and like is not None:
+            tensor = tensor.to(like.dtype)
+        if like is not None:
+            tensor = tensor.to(like.device)
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real, got {_kind(tensor)} (the imaginary part would be "
+                        "dropped)")
+    if tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must be a real number or a floating tensor, got {_kind(tensor)}")
+    if not tensor.is_floating_point():  # integer tensor: exact conversion, as for Python ints
+        tensor = tensor.to(torch.get_default_dtype())
+    return tensor
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` as a Python bool if it is a ``bool`` or ``numpy.bool_``, else ``TypeError``."""
+    if isinstance(value, bool):
         return value
-    try:
-        kwargs = {} if like is None else {"dtype": like.dtype, "device": like.device}
-        out = torch.as_tensor(value, **kwargs)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be a number or a tensor, got {type(value).__name__}") from err
-    return out if out.is_floating_point() else out.to(torch.get_default_dtype())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {_kind(value)}")
+
+
+def check_same_device(tensor: torch.Tensor, name: str, device: torch.device,
+                      other: str = "rate") -> torch.Tensor:
+    """``tensor`` on ``device``: a 0-dim CPU tensor (a scalar) is moved, anything else must match."""
+    if tensor.device == device:
+        return tensor
+    if tensor.dim() == 0 and tensor.device.type == "cpu":
+        return tensor.to(device)
+    raise ValueError(f"{name} is on {tensor.device} but {other} is on {device}; put both on the "
+                     "same device")
+
+
+def _broadcast_shapes(a, b):
+    """NumPy broadcasting of two shapes, or None. (``torch.broadcast_shapes`` imports SymPy, ~1 s.)"""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and x != 1 and y != 1:
+            return None
+        out.append(y if x == 1 else x)
+    return torch.Size(reversed(out))
 
 
 def broadcast_pair(rate: torch.Tensor, temperature: torch.Tensor):
     """Broadcast rate and temperature, raising ``ValueError`` (not RuntimeError) on a mismatch."""
-    try:
-        shape = torch.broadcast_shapes(rate.shape, temperature.shape)
-    except RuntimeError:
+    shape = _broadcast_shapes(rate.shape, temperature.shape)
+    if shape is None:
         raise ValueError(
             f"rate of shape {tuple(rate.shape)} and temperature of shape "
             f"{tuple(temperature.shape)} cannot be broadcast together"
         ) from None
-    if rate.device != temperature.device:
-        temperature = temperature.to(rate.device)
+    temperature = check_same_device(temperature, "temperature", rate.device)
     dtype = torch.promote_types(rate.dtype, temperature.dtype)
     return rate.to(dtype).expand(shape), temperature.to(dtype).expand(shape)
 
@@ -71,11 +144,28 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
 
+def check_positive_int(value, name: str) -> int:
+    """A positive integer from any integral number (``operator.index``); ``bool`` and floats refused.
+
+    ``TypeError`` for a non-integral type, ``ValueError`` for ``value < 1``; both name ``name``.
+    """
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral)
+                                       or hasattr(type(value), "__index__")):
+        raise TypeError(f"{name} must be a positive integer, got {_kind(value)}")
+    try:
+        out = operator.index(value)
+    except TypeError as err:  # e.g. a tensor with more than one element
+        raise TypeError(f"{name} must be a positive integer, got {_kind(value)}") from err
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        raise TypeError(f"{name} must be a positive integer, got {_kind(value)}")
+    if out < 1:
+        raise ValueError(f"{name} must be a positive integer, got {out}")
+    return out
+
+
 def check_n_categories(n_categories) -> int:
-    """A GSM truncation ``K``: a positive Python integer, else ``ValueError`` naming ``n_categories``."""
-    if isinstance(n_categories, bool) or not isinstance(n_categories, int) or n_categories < 1:
-        raise ValueError(f"n_categories must be a positive integer, got {n_categories!r}")
-    return n_categories
+    """A GSM truncation ``K``: a positive integer (see :func:`check_positive_int`)."""
+    return check_positive_int(n_categories, "n_categories")
 
 
 def check_param(constraint, value: torch.Tensor, name: str, requirement: str) -> None:

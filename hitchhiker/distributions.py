@@ -15,219 +15,61 @@ epsilon of 0 or 1 outside). So we draw the number of arrivals before the window 
 the number inside as another, and place the window arrivals uniformly (the order of a sum's terms does
 not matter). The pair (sample, pathwise gradient) then has exactly the distribution of the full,
 untruncated EAT -- whatever :math:`\lambda` and :math:`\tau` -- in :math:`O(1 + \lambda\tau)` work per
-element (:func:`eat_pathwise`). Window arrivals are processed in bounded slices (peak memory per
-element does not grow with the rate), and the backward pass (:class:`EATGradient`) keeps one number per
-element and parameter. The appendix *What each estimator costs* benchmarks it.
+element (:func:`hitchhiker._eat.eat_pathwise`). Window arrivals are processed in bounded slices (peak
+memory per element does not grow with the rate), and the backward pass
+(:class:`hitchhiker._eat.EATSample`) keeps one number per element and parameter. The appendix *What
+each estimator costs* benchmarks it.
 
 :class:`GumbelSoftmaxPoisson` -- Gumbel-softmax over the Poisson pmf truncated to ``K`` categories.
+
+Both share one base class (:class:`_PoissonRelaxation`): the arguments and their checks, ``expand``,
+the Poisson ``log_prob`` and the exact ``sample``.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, constraints
 
+from ._eat import _is_compiling, check_rate_temperature, eat_rsample
 from ._validation import (
     as_float_tensor,
     broadcast_pair,
+    check_bool,
     check_n_categories,
-    check_param,
+    check_same_device,
     compute_dtype,
     finite_nonnegative,
     finite_positive,
 )
-from .indicators import Indicator, _TorchNS, get_indicator
+from .indicators import INDICATORS, get_indicator
 
-#: Fewest window arrivals handled per vectorised step. A step handles ``max(ARRIVAL_CHUNK, n)`` arrivals
-#: for a batch of ``n`` elements, so peak memory per element is bounded independently of the rate.
-ARRIVAL_CHUNK = 1 << 16
-
-
-def _segment_sum(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Sums of consecutive runs of ``values`` of the given ``lengths`` (zero-length runs give 0)."""
-    if values.device.type in ("cpu", "cuda"):
-        return torch.segment_reduce(values, "sum", lengths=lengths, unsafe=True)
-    owner = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)
-    return torch.zeros(lengths.numel(), dtype=values.dtype, device=values.device).index_add_(
-        0, owner, values)
+#: Largest Poisson mass beyond ``n_categories - 1`` that :class:`GumbelSoftmaxPoisson` drops silently.
+TRUNCATION_TOLERANCE = 1e-4
 
 
-def _ramp_value_and_slope(indicator: Indicator, u: torch.Tensor, want_value: bool, want_slope: bool):
-    """``f`` and ``f'`` of a compact ramp at ``x = 2u - 1`` (``u`` in [0, 1], so no clamping).
+def _batched_by_vmap(tensor: torch.Tensor) -> bool:
+    """Is ``tensor`` batched by ``torch.func.vmap`` (at any level)? Its values cannot be read then."""
+    functorch = getattr(torch._C, "_functorch", None)
+    if functorch is None or not hasattr(functorch, "is_batchedtensor"):
+        return False
+    while functorch.is_functorch_wrapped_tensor(tensor):
+        if functorch.is_batchedtensor(tensor):
+            return True
+        tensor = functorch.get_unwrapped(tensor)
+    return False
 
-    The cubic (the default) is evaluated in place, :math:`u^2(3 - 2u)` and :math:`3u(1 - u)`; the
-    other ramps use their definitions in :mod:`hitchhiker.indicators`.
+
+def _score_dtype(value: torch.Tensor, rate: torch.Tensor) -> torch.dtype:
+    """The dtype a log-pmf is computed in: the rate's floating dtype, promoted with a floating value.
+
+    An integer count is cast to the rate's dtype (never the rate to the count's: an int64 count would
+    otherwise truncate the rate, or push ``lgamma`` into the default dtype).
     """
-    value = slope = None
-    if indicator.name == "cubic":
-        if want_value:
-            value = torch.mul(u, -2.0).add_(3.0).mul_(u).mul_(u)
-        if want_slope:
-            slope = torch.sub(1.0, u).mul_(u).mul_(3.0)
-        return value, slope
-    if want_value:
-        value = indicator.ramp(u, _TorchNS)
-    if want_slope:
-        slope = 0.5 * indicator.d_ramp(u, _TorchNS)
-    return value, slope
-
-
-def _window_columns(indicator, u, x, columns, tau):
-    """Per-arrival terms to be summed per element, for window arrivals at ``x = (1 - t)/tau``.
-
-    ``x is None`` means the shared compact case ``x = 2u - 1``. ``columns`` names the terms:
-    ``value`` f(x), ``hard`` 1[x > 0], ``slope`` f'(x), ``slope_x`` f'(x) x, and ``slope_t``
-    f'(x) (1 - tau x) = f'(x) t for a scalar ``tau``.
-    """
-    want_slope = any(c in columns for c in ("slope", "slope_x", "slope_t"))
-    if x is None:
-        value, slope = _ramp_value_and_slope(indicator, u, "value" in columns, want_slope)
-        positive = (u > 0.5) if "hard" in columns else None
-    else:
-        value = indicator(x) if "value" in columns else None
-        slope = indicator.derivative(x) if want_slope else None
-        positive = (x > 0) if "hard" in columns else None
-    out = {}
-    for name in columns:
-        if name == "value":
-            out[name] = value
-        elif name == "hard":
-            out[name] = positive.to(u.dtype)
-        elif name == "slope":
-            out[name] = slope
-        elif name == "slope_x":
-            out[name] = slope * (2 * u - 1) if x is None else slope * x
-        else:  # slope_t: t = 1 - tau x
-            t = torch.mul(u, -2 * tau).add_(1 + tau) if x is None else torch.mul(x, -tau).add_(1.0)
-            out[name] = t.mul_(slope)
-    return out
-
-
-def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indicator,
-                 with_temperature_grad: bool = False, chunk: int | None = None,
-                 with_rate_grad: bool = True, with_relaxed: bool = True, with_hard: bool = True):
-    r"""Draw EAT samples for flat ``rate``/``temperature`` tensors (no autograd involved).
-
-    Returns ``(relaxed, hard, d_rate, d_temperature)``: the relaxed count, the exact count of the same
-    arrivals, and the pathwise derivatives of the relaxed count. Each is a flat tensor like ``rate``,
-    or ``None`` when its ``with_*`` flag is off (``with_temperature_grad`` is off by default).
-
-    **Algorithm.** With window :math:`[a, b] = [\max(0, 1 - h\tau), 1 + h\tau]` (``h`` =
-    ``indicator.half_width``), the arrivals of a rate-:math:`\lambda` Poisson process in disjoint
-    intervals are independent Poisson counts, and given its count the arrivals inside an interval are
-    i.i.d. uniform on it. Arrivals before :math:`a` add exactly 1 to the sample and 0 to its
-    derivatives; arrivals after :math:`b` add 0 (to dtype resolution for the sigmoid). So
-
-    .. math:: \tilde z = N_{<a} + \sum_{i \le N_{[a,b]}} f(x_i), \qquad
-              N_{<a} \sim \mathrm{Poisson}(\lambda a),\; N_{[a,b]} \sim \mathrm{Poisson}(\lambda(b - a)),
-
-    with :math:`x_i = (1 - t_i)/\tau`, :math:`t_i = a + (b - a) U_i`. Writing
-    :math:`D = \sum_i f'(x_i)` and :math:`P = \sum_i f'(x_i)\,x_i`, the pathwise derivatives
-    (:math:`t_i = S_i/\lambda` with :math:`S_i` a sum of standard exponentials, so
-    :math:`\partial t_i/\partial\lambda = -t_i/\lambda`; and :math:`t_i = 1 - \tau x_i`) are
-
-    .. math:: \frac{\partial\tilde z}{\partial\lambda} = \frac{D - \tau P}{\tau\lambda}, \qquad
-              \frac{\partial\tilde z}{\partial\tau} = -\frac{P}{\tau}.
-
-    When :math:`h\tau \le 1` for every element, :math:`x_i = h(1 - 2U_i)`, equal in law to
-    :math:`h(2U_i - 1)`, does not depend on the element at all, so the arrivals are generated without
-    any per-arrival gather. Arrivals are laid
-    out element by element in one flat list and reduced with segment sums in slices of ``chunk``
-    arrivals (default ``max(ARRIVAL_CHUNK, n)``): time :math:`O(n + \sum_j \lambda_j (b_j - a_j))`,
-    extra memory :math:`O(n)` whatever the rates.
-    """
-    dtype, device, n = rate.dtype, rate.device, rate.numel()
-    chunk = max(ARRIVAL_CHUNK, n) if chunk is None else int(chunk)
-    if chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk}")
-    half_width = indicator.half_width(dtype)
-    lo = (1 - half_width * temperature).clamp(min=0)
-    width = 1 + half_width * temperature - lo
-    counts = torch.poisson(rate * width).to(torch.long)
-    before = torch.poisson(rate * lo) if (with_relaxed or with_hard) else None
-    # One temperature for the whole batch (the usual case): sum f'(x) t directly, one column less.
-    scalar_tau = None
-    if with_rate_grad and not with_temperature_grad and n:
-        first_tau = temperature[:1]
-        if bool((temperature == first_tau).all()):
-            scalar_tau = float(first_tau)
-    columns = ["value"] * with_relaxed + ["hard"] * with_hard
-    if scalar_tau is not None:
-        columns.append("slope_t")
-    elif with_rate_grad or with_temperature_grad:
-        columns += ["slope", "slope_x"]
-    sums = {c: torch.zeros_like(rate) for c in columns}
-    ends = counts.cumsum(0)
-    total = int(ends[-1]) if n else 0
-    if total:
-        # x = (1 - t)/tau runs from `left` down to -h over the window; left = h unless it is clipped
-        # at t = 0, so when no window is clipped x = h(2u - 1) is the same for every element.
-        left = torch.clamp(1 / temperature, max=half_width)
-        shared = bool((left == half_width).all())
-        span = None if shared else left + half_width
-        starts = ends - counts
-        slices = torch.arange(0, total, chunk, device=device)
-        first = torch.searchsorted(ends, slices, right=True).tolist()
-        last = torch.searchsorted(ends, (slices + chunk).clamp(max=total) - 1, right=True).tolist()
-        uniform = torch.empty(min(chunk, total), dtype=dtype, device=device)
-        for start, i0, i1 in zip(slices.tolist(), first, last):
-            stop = min(start + chunk, total)
-            if stop - start == total:
-                owners, lengths = slice(0, n), counts
-            else:  # this slice's share of each element's arrivals
-                owners = slice(i0, i1 + 1)
-                lengths = ends[owners].clamp(max=stop) - starts[owners].clamp(min=start)
-            u = uniform[: stop - start].uniform_()
-            if shared:
-                x = None if indicator.compact else torch.mul(u, 2 * half_width).sub_(half_width)
-            else:
-                size = stop - start
-                x = torch.repeat_interleave(span[owners], lengths, output_size=size).mul_(u).neg_()
-                x += torch.repeat_interleave(left[owners], lengths, output_size=size)
-            terms = _window_columns(indicator, u, x, columns, scalar_tau)
-            for name, values in terms.items():
-                sums[name][owners] += _segment_sum(values, lengths)
-    relaxed = before + sums["value"] if with_relaxed else None
-    hard = before + sums["hard"] if with_hard else None
-    d_rate = d_tau = None
-    if with_rate_grad:
-        safe_rate = torch.where(rate > 0, rate, torch.ones_like(rate))
-        numerator = (sums["slope_t"] if scalar_tau is not None
-                     else sums["slope"] - temperature * sums["slope_x"])
-        d_rate = numerator / (temperature * safe_rate)
-    if with_temperature_grad:
-        d_tau = -sums["slope_x"] / temperature
-    return relaxed, hard, d_rate, d_tau
-
-
-class EATGradient(torch.autograd.Function):
-    r"""Attach precomputed pathwise derivatives to a sample: O(1) numbers per element in backward.
-
-    ``EATGradient.apply(rate, temperature, value, d_rate, d_temperature)`` returns ``value``; its
-    backward multiplies the incoming gradient by ``d_rate`` (and ``d_temperature``, which may be
-    ``None``). Nothing of the arrivals is kept for backward: :math:`\partial\tilde z/\partial\lambda`
-    is one number per element.
-
-    Double backward is not supported: the second pathwise derivative is not computed, so the
-    backward is ``once_differentiable`` and differentiating a gradient of the sample raises a
-    ``RuntimeError`` instead of silently returning zero. (First-order use under
-    ``create_graph=True`` works.)
-    """
-
-    @staticmethod
-    def forward(ctx, rate, temperature, value, d_rate, d_temperature):
-        ctx.save_for_backward(d_rate, d_temperature)
-        return value.clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        d_rate, d_temperature = ctx.saved_tensors
-        grad_rate = grad * d_rate if ctx.needs_input_grad[0] else None
-        grad_tau = grad * d_temperature if ctx.needs_input_grad[1] else None
-        return grad_rate, grad_tau, None, None, None
+    dtype = rate.dtype if rate.is_floating_point() else torch.get_default_dtype()
+    return torch.promote_types(dtype, value.dtype) if value.is_floating_point() else dtype
 
 
 def poisson_log_prob(value, rate) -> torch.Tensor:
@@ -235,28 +77,90 @@ def poisson_log_prob(value, rate) -> torch.Tensor:
 
     Through the gamma function it also scores relaxed (real-valued) counts, as the POGLM ELBO and the
     score-function surrogate need; it is a normalised density only on the integers. ``xlogy`` makes
-    :math:`z = 0, \lambda = 0` give 0.
+    :math:`z = 0, \lambda = 0` give 0. The result has the dtype
+    ``promote(rate.dtype, value.dtype)`` for a floating ``value`` and ``rate.dtype`` for an integer
+    one (counts are exact in any float dtype that can hold the rate).
     """
+    rate = torch.as_tensor(rate)
+    value = torch.as_tensor(value, device=rate.device)
+    dtype = _score_dtype(value, rate)
+    value, rate = value.to(dtype), rate.to(dtype)
     return torch.xlogy(value, rate) - rate - torch.lgamma(value + 1)
 
 
-class _PoissonLogProb:
-    """Poisson log-pmf shared by the relaxations (lgamma-extended to real-valued counts)."""
+class _PoissonRelaxation(Distribution):
+    r"""What the two relaxations share: ``rate`` :math:`\lambda \ge 0`, ``temperature`` :math:`\tau > 0`,
+    ``hard``, their checks, one ``expand``, the Poisson ``log_prob`` and exact ``sample``.
+
+    Subclasses list their extra (non-tensor) attributes in ``_extra_attributes`` so that ``expand``
+    copies them, and implement ``rsample``.
+    """
+
+    arg_constraints = {"rate": finite_nonnegative, "temperature": finite_positive}
+    support = constraints.nonnegative
+    has_rsample = True
+    _extra_attributes: tuple = ()
+    #: Can rsample run the argument checks itself (inside an opaque operator) when they cannot run
+    #: at construction (under torch.compile, or on a vmap-batched rate)?
+    _checks_in_sampler = False
+
+    def __init__(self, rate, temperature, hard=False, validate_args=None):
+        self.hard = check_bool(hard, "hard")
+        rate = as_float_tensor(rate, "rate")
+        temperature = as_float_tensor(temperature, "temperature", like=rate)
+        rate, temperature = broadcast_pair(rate, temperature)
+        validate = Distribution._validate_args if validate_args is None else validate_args
+        validate = check_bool(validate, "validate_args")
+        self._explicit_validation = validate_args is True
+        self.rate, self.temperature = rate, temperature
+        # Values cannot be read in Python under vmap, and reading them splits a torch.compile
+        # graph: then the same checks run inside RelaxedPoisson's sampling operator, at rsample.
+        compiling = _is_compiling()
+        batched = not compiling and (_batched_by_vmap(rate) or _batched_by_vmap(temperature))
+        self._deferred_checks = validate and (compiling or batched)
+        if self._deferred_checks and not self._checks_in_sampler:
+            if batched:
+                raise RuntimeError(
+                    f"{type(self).__name__} cannot check its arguments on a rate batched by vmap "
+                    "(their values cannot be read there): check them outside vmap and pass "
+                    "validate_args=False (and, for GumbelSoftmaxPoisson, an explicit n_categories)")
+            self._deferred_checks = False  # compiling: check now, at the cost of a graph break
+        if validate and not self._deferred_checks:
+            check_rate_temperature(rate, temperature)
+        # The checks above already raised clear errors; skip torch's generic re-check of the values.
+        super().__init__(rate.shape, validate_args=False)
+        self._validate_args = validate
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.rate = self.rate.expand(batch_shape)
+        new.temperature = self.temperature.expand(batch_shape)
+        for name in ("hard", "_explicit_validation", "_deferred_checks") + self._extra_attributes:
+            setattr(new, name, getattr(self, name))
+        Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def log_prob(self, value):
         r""":math:`\log p(z;\lambda) = z\log\lambda - \lambda - \log\Gamma(z + 1)`.
 
         Defined for real :math:`z \ge 0` through the gamma function, so it can score relaxed counts
-        (as the POGLM ELBO does); it is a normalised density only on the integers.
+        (as the POGLM ELBO does); it is a normalised density only on the integers, where it equals
+        ``torch.distributions.Poisson(rate).log_prob``. Integer counts are scored in the rate's
+        dtype; a floating ``value`` is promoted with it (:func:`poisson_log_prob`).
         """
+        if not torch.is_tensor(value):
+            value = torch.as_tensor(value, device=self.rate.device)
+        if value.is_complex():
+            raise TypeError(f"value must be real, got a {value.dtype} tensor")
+        check_same_device(value, "value", self.rate.device)
         if self._validate_args:
             self._validate_sample(value)
-        rate = self.rate.to(value.dtype) if torch.is_tensor(value) else self.rate
-        value = torch.as_tensor(value, dtype=rate.dtype, device=rate.device)
-        return poisson_log_prob(value, rate)
+        return poisson_log_prob(value, self.rate)
 
     def sample(self, sample_shape=torch.Size()):
-        """Exact Poisson counts (no gradient)."""
+        """Exact Poisson counts (no gradient), in the rate's dtype."""
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             rate = self.rate.expand(shape)
@@ -264,66 +168,56 @@ class _PoissonLogProb:
             return torch.poisson(work).to(rate.dtype)
 
 
-def _init_params(dist, rate, temperature, validate_args):
-    rate = as_float_tensor(rate, "rate")
-    temperature = as_float_tensor(temperature, "temperature", like=rate)
-    rate, temperature = broadcast_pair(rate, temperature)
-    validate = Distribution._validate_args if validate_args is None else validate_args
-    if validate:
-        check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
-        check_param(finite_positive, temperature, "temperature", "finite and > 0")
-    dist.rate, dist.temperature = rate, temperature
-    # The checks above already raised clear errors; skip torch's generic re-check of the same values.
-    Distribution.__init__(dist, rate.shape, validate_args=False)
-    dist._validate_args = bool(validate)
-
-
-class RelaxedPoisson(_PoissonLogProb, Distribution):
+class RelaxedPoisson(_PoissonRelaxation):
     r"""EAT relaxation of Poisson(``rate``) at temperature ``temperature``.
 
     Args:
-        rate: :math:`\lambda \ge 0`, any shape, any float dtype and device.
-        temperature: :math:`\tau > 0`, broadcastable with ``rate``.
+        rate: :math:`\lambda \ge 0`, any shape, any real dtype and device (integer tensors and Python
+            numbers become the default float dtype; complex and boolean inputs are refused).
+        temperature: :math:`\tau > 0`, broadcastable with ``rate``, on its device (a 0-dim CPU
+            tensor or a number is moved).
         indicator: ``"cubic"`` (default; exact mean for :math:`\tau \le 1`), ``"sigmoid"``,
             ``"linear"``, ``"quintic"`` or ``"cosine"``.
-        hard: straight-through: the forward value is the exact count of the same arrivals, the
-            gradient is the relaxed one.
+        hard: ``bool``; straight-through: the forward value is the exact count of the same arrivals,
+            the gradient is the relaxed one.
         validate_args: check the arguments (on by default, as in ``torch.distributions``).
-
-    Gradients flow to ``rate`` and ``temperature`` when they require grad (first order only: the
-    second pathwise derivative is not implemented, and differentiating a gradient of the sample raises
-    ``RuntimeError``; see :class:`EATGradient`).
 
     ``rsample`` returns relaxed counts of shape ``sample_shape + batch_shape``; ``sample`` returns
     exact Poisson counts. ``mean`` and ``variance`` are the relaxed variable's own moments from
     Campbell's theorem (:mod:`hitchhiker.moments`); with ``hard=True`` they are Poisson's.
     Half-precision inputs are sampled in float32 and returned in their own dtype.
+
+    **Derivatives.** First order in every mode: ``backward``/``torch.autograd.grad`` (also with
+    ``create_graph=True``), ``torch.func.grad``/``jacrev``, forward mode (``torch.func.jvp``,
+    ``torch.autograd.forward_ad``: the tangent is
+    :math:`\partial_\lambda\tilde z\,\dot\lambda + \partial_\tau\tilde z\,\dot\tau` of the same
+    sample). Second derivatives are not implemented and are refused with ``RuntimeError`` in every
+    path (double backward, ``torch.autograd.functional.hessian``, ``torch.func.hessian``,
+    forward-over-forward): the pathwise derivative depends on :math:`\lambda`, and a Hessian that
+    ignored it would be wrong. (For the ``linear`` ramp, whose :math:`f'` jumps, a pathwise second
+    derivative would be biased anyway.)
+
+    **Transforms.** ``torch.func.vmap`` works with ``randomness="different"`` (independent draws per
+    batch element; ``"same"`` only for an unbatched rate; the default ``"error"`` raises saying so).
+    ``torch.compile`` sees the sampler as one opaque operator (torch >= 2.4), so it does not split
+    the graph; under compile the argument checks run inside that operator, at ``rsample``.
     """
 
-    arg_constraints = {"rate": finite_nonnegative, "temperature": finite_positive}
-    support = constraints.nonnegative
-    has_rsample = True
+    _extra_attributes = ("indicator",)
+    _checks_in_sampler = True
 
     def __init__(self, rate, temperature, indicator="cubic", hard=False, validate_args=None):
         self.indicator = get_indicator(indicator)
-        self.hard = bool(hard)
-        _init_params(self, rate, temperature, validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(RelaxedPoisson, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        new.indicator, new.hard = self.indicator, self.hard
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        if INDICATORS.get(self.indicator.name) is not self.indicator:
+            raise ValueError(f"indicator must be one of {sorted(INDICATORS)} (or its Indicator "
+                             f"object), got an unregistered Indicator {self.indicator.name!r}")
+        super().__init__(rate, temperature, hard=hard, validate_args=validate_args)
 
     @property
     def mean(self):
         if self.hard:
             return self.rate
-        from .moments import relaxed_mean  # SymPy is only loaded when the moments are asked for
+        from .moments import relaxed_mean
 
         return relaxed_mean(self.rate, self.temperature, self.indicator.name)
 
@@ -339,22 +233,8 @@ class RelaxedPoisson(_PoissonLogProb, Distribution):
         shape = self._extended_shape(sample_shape)
         rate, temperature = self.rate.expand(shape), self.temperature.expand(shape)
         work = compute_dtype(rate.dtype)
-        rate_w, tau_w = rate.to(work), temperature.to(work)
-        grad_on = torch.is_grad_enabled()
-        rate_grad = grad_on and rate_w.requires_grad
-        tau_grad = grad_on and tau_w.requires_grad
-        relaxed, hard, d_rate, d_tau = eat_pathwise(
-            rate_w.detach().reshape(-1), tau_w.detach().reshape(-1), self.indicator,
-            with_temperature_grad=tau_grad, with_rate_grad=rate_grad,
-            with_relaxed=not self.hard, with_hard=self.hard,
-        )
-        value = (hard if self.hard else relaxed).reshape(shape)
-        if rate_grad or tau_grad:
-            value = EATGradient.apply(
-                rate_w, tau_w, value,
-                d_rate.reshape(shape) if rate_grad else None,
-                d_tau.reshape(shape) if tau_grad else None,
-            )
+        value = eat_rsample(rate.to(work), temperature.to(work), self.indicator, self.hard,
+                            check=self._deferred_checks)
         return value.to(rate.dtype)
 
 
@@ -364,39 +244,68 @@ def default_n_categories(rate: torch.Tensor) -> int:
     return int(math.floor(top + 4 * math.sqrt(top) + 5))
 
 
-class GumbelSoftmaxPoisson(_PoissonLogProb, Distribution):
+def truncation_tail_mass(rate: torch.Tensor, n_categories: int) -> float:
+    r"""Poisson mass beyond the last category for the largest rate:
+    :math:`P(X \ge K) = P(K, \lambda_{max})`, the regularised lower incomplete gamma function."""
+    if rate.numel() == 0:
+        return 0.0
+    wide = torch.float64 if rate.device.type != "mps" else torch.float32
+    top = rate.detach().max().to(wide)
+    return float(torch.special.gammainc(torch.full_like(top, float(n_categories)), top))
+
+
+class GumbelSoftmaxPoisson(_PoissonRelaxation):
     r"""Gumbel-softmax relaxation of Poisson(``rate``) truncated to ``n_categories`` values.
 
     Categories :math:`k = 0, \dots, K-1` with logits :math:`\ell_k = k\log\lambda - \log k!`;
     :math:`y = \mathrm{softmax}((\ell + g)/\tau)` with Gumbel noise :math:`g`, and the relaxed count is
     :math:`\tilde z = \sum_k k\,y_k`. ``rsample_onehot`` returns :math:`y` itself (last dimension
-    ``K``). The default ``K`` covers the tail of the largest rate
-    (:func:`default_n_categories`); mass beyond ``K - 1`` is dropped, which biases the sample when
-    ``K`` is too small. ``hard=True`` is straight-through (forward: the one-hot argmax, an exact draw
-    from the truncated Poisson). GSM has no closed-form moments, so ``mean``/``variance`` are not
-    provided.
+    ``K``). ``hard=True`` is straight-through (forward: the one-hot argmax, an exact draw from the
+    truncated Poisson). GSM has no closed-form moments, so ``mean``/``variance`` are not provided.
+
+    **Truncation is never silent.** The default ``K`` (:func:`default_n_categories`) covers the tail
+    of the largest rate. For any ``K``, the mass dropped, :math:`P(X \ge K)` at
+    :math:`\lambda_{max}` (:func:`truncation_tail_mass`), is compared with
+    :data:`TRUNCATION_TOLERANCE` (``1e-4``): above it a ``UserWarning`` names ``n_categories``, the
+    largest rate and the mass lost, or, when ``validate_args=True`` is passed explicitly, a
+    ``ValueError`` is raised. ``validate_args=False`` skips the check (as it skips every check).
+
+    ``n_categories`` is any positive integral number (``int``, ``numpy.int64``; not ``bool`` or
+    floats). Every derivative is autograd's own through the softmax, so second derivatives and
+    forward mode are exact derivatives of the relaxation.
+
+    The default ``K`` and the truncation check read the largest rate, which ``torch.compile`` and
+    ``vmap`` cannot do inside the traced function: under ``torch.compile`` pass ``n_categories``
+    (else the read splits the graph); under ``vmap`` pass ``n_categories`` and
+    ``validate_args=False`` (else a clear error says so) and check the truncation outside.
     """
 
-    arg_constraints = {"rate": finite_nonnegative, "temperature": finite_positive}
-    support = constraints.nonnegative
-    has_rsample = True
+    _extra_attributes = ("n_categories",)
 
     def __init__(self, rate, temperature, n_categories=None, hard=False, validate_args=None):
-        _init_params(self, rate, temperature, validate_args)
+        super().__init__(rate, temperature, hard=hard, validate_args=validate_args)
         if n_categories is None:
+            if not _is_compiling() and _batched_by_vmap(self.rate):
+                raise ValueError("GumbelSoftmaxPoisson under vmap needs an explicit n_categories "
+                                 "(the default reads the largest rate, which vmap cannot)")
             n_categories = default_n_categories(self.rate)
         self.n_categories = check_n_categories(n_categories)
-        self.hard = bool(hard)
+        if self._validate_args:
+            self._check_truncation()
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(GumbelSoftmaxPoisson, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
-        new.n_categories, new.hard = self.n_categories, self.hard
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+    def _check_truncation(self):
+        lost = truncation_tail_mass(self.rate, self.n_categories)
+        if lost <= TRUNCATION_TOLERANCE:
+            return
+        top = float(self.rate.detach().max())
+        message = (f"GumbelSoftmaxPoisson: n_categories={self.n_categories} drops Poisson mass "
+                   f"{lost:.3g} beyond category {self.n_categories - 1} at the largest rate "
+                   f"{top:.6g} (tolerance {TRUNCATION_TOLERANCE:g}); samples are biased towards "
+                   f"small counts. Use n_categories >= {default_n_categories(self.rate)} (the "
+                   "default) or leave it unset")
+        if self._explicit_validation:
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def logits(self) -> torch.Tensor:
         """Unnormalised log-pmf of the truncated Poisson, shape ``batch_shape + (K,)``."""

@@ -1,130 +1,240 @@
-r"""Campbell's theorem, symbolically: the relaxed EAT moments in closed form.
+r"""Campbell's theorem in closed form: the mean and variance of a relaxed EAT count.
 
-For a Poisson process of intensity :math:`\lambda` on :math:`[0, \infty)` and
-:math:`\tilde z = \sum_i g(t_i)`, Campbell's theorem gives
+For a Poisson process of intensity :math:`\lambda` on :math:`[0, \infty)` and the relaxed count
+:math:`\tilde z = \sum_i f((1 - t_i)/\tau)`, Campbell's theorem gives, with the substitution
+:math:`x = (1 - t)/\tau`,
 
-.. math::  \mathbb E[\tilde z] = \lambda \int_0^\infty g(t)\,dt, \qquad
-           \operatorname{Var}[\tilde z] = \lambda \int_0^\infty g(t)^2\,dt,
+.. math::
+    \frac{\mathbb E[\tilde z]}{\lambda} = \tau\, F_1(1/\tau), \qquad
+    \frac{\operatorname{Var}[\tilde z]}{\lambda} = \tau\, F_2(1/\tau), \qquad
+    F_p(v) = \int_{-\infty}^{v} f(x)^p \, dx .
 
-and with :math:`g(t) = f((1 - t)/\tau)` both integrals follow from the indicator's own definition
-in :mod:`hitchhiker.indicators` (nothing is typed in by hand). The compact ramps give a
-``Piecewise`` in :math:`\tau` (the window :math:`[1-\tau, 1+\tau]` crosses :math:`t = 0` when
-:math:`\tau > 1`). The numeric callables (:func:`relaxed_mean`, :func:`relaxed_variance`) are
-compiled from the same expressions and are what :class:`~hitchhiker.RelaxedPoisson` reports.
+**Sigmoid** (:math:`f = \sigma`): :math:`F_1(v) = \operatorname{softplus}(v)` and
+:math:`F_2(v) = \operatorname{softplus}(v) - \sigma(v)`, so
+
+.. math::
+    \frac{\mathbb E[\tilde z]}{\lambda} = \tau \operatorname{softplus}(1/\tau)
+        = 1 + \tau \operatorname{softplus}(-1/\tau), \qquad
+    \frac{\operatorname{Var}[\tilde z]}{\lambda} = 1 + \tau \operatorname{softplus}(-1/\tau)
+        - \tau\, \sigma(1/\tau).
+
+The right-hand forms (:math:`\operatorname{softplus}(a) = a + \operatorname{softplus}(-a)`) only
+ever exponentiate :math:`-1/\tau`, so they neither overflow nor lose the leading 1 for small
+:math:`\tau` (the bias :math:`\tau \log(1 + e^{-1/\tau})` is kept to full relative precision).
+
+**Compact ramps** (:math:`f = 0` for :math:`x \le -1`, :math:`f = 1` for :math:`x \ge 1`): with the
+window integral :math:`P_p(v) = \int_{-1}^{v} f(x)^p\,dx` for :math:`v \in [-1, 1]`,
+
+.. math::
+    \frac{\mathbb E[\tilde z]}{\lambda} =
+        \begin{cases} 1 - \tau\,(1 - P_1(1)) & \tau \le 1 \\ \tau\, P_1(1/\tau) & \tau > 1 \end{cases}
+    \qquad
+    \frac{\operatorname{Var}[\tilde z]}{\lambda} =
+        \begin{cases} 1 - \tau\,(1 - P_2(1)) & \tau \le 1 \\ \tau\, P_2(1/\tau) & \tau > 1 \end{cases}
+
+(for :math:`\tau > 1` the window :math:`[1 - \tau, 1 + \tau]` crosses :math:`t = 0`). The ramps are
+symmetric about :math:`x = 0`, so :math:`P_1(1) = 1` and the mean is exact for :math:`\tau \le 1`:
+
+=========  ================================================================================  ============================
+indicator  :math:`P_1(v)`, :math:`P_2(v)`                                                    Var/λ for :math:`\tau \le 1`
+=========  ================================================================================  ============================
+linear     :math:`(1+v)^2/4`, :math:`(1+v)^3/12`                                             :math:`1 - \tau/3`
+cubic      :math:`(1+v)^3(3-v)/16`, :math:`(1+v)^5(5v^2 - 25v + 33)/560`                     :math:`1 - 9\tau/35`
+quintic    :math:`(1+v)^4(v^2-4v+5)/32`,                                                     :math:`1 - 50\tau/231`
+           :math:`(1+v)^7(189v^4 - 1323v^3 + 3752v^2 - 5096v + 2840)/59136`
+cosine     :math:`\frac{1+v}{2} - \frac{\cos(\pi v/2)}{\pi}`,                                :math:`1 - \tau/4`
+           :math:`\frac{3(1+v)}{8} - \frac{\cos(\pi v/2)}{\pi} - \frac{\sin \pi v}{8\pi}`
+=========  ================================================================================  ============================
+
+The polynomials are evaluated expanded about :math:`v = 0` (Horner, integer coefficients), which is
+well conditioned on the :math:`v = 1/\tau \in (0, 1)` that the wide branch needs.
+
+Every formula is written once, as a function of ``tau`` and a namespace ``ns``: here ``ns`` is
+torch; :mod:`hitchhiker.book.campbell` derives the same moments with SymPy from the indicator
+definitions in :mod:`hitchhiker.indicators`, and the tests check, symbolically and numerically,
+that the two agree. Nothing here needs SymPy.
 """
 from __future__ import annotations
 
-import functools
 import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
-import sympy as sp
 import torch
 import torch.nn.functional as F
 
+from ._validation import as_float_tensor, broadcast_pair, check_param, compute_dtype, finite_nonnegative
 from .indicators import get_indicator
 
-LAMBDA = sp.Symbol("lambda", positive=True)
-TAU = sp.Symbol("tau", positive=True)
-_T = sp.Symbol("t", positive=True)
-_X = sp.Symbol("x", real=True)
+
+def _horner(v, coefficients: Sequence[int], denominator: int):
+    """sum_k coefficients[k] v^k / denominator (integers, so SymPy gets exact rationals)."""
+    out = 0
+    for c in reversed(coefficients):
+        out = out * v + c
+    return out / denominator
 
 
-class softplus(sp.Function):
-    """log(1 + e^x), kept as a named function so numerics can use the overflow-free form."""
-
-    def fdiff(self, argindex=1):
-        return 1 / (1 + sp.exp(-self.args[0]))
+# Window integrals P_p(v) = int_{-1}^{v} f(x)^p dx of the compact ramps, expanded about v = 0.
+def _linear_p1(v, ns):
+    return _horner(v, (1, 2, 1), 4)
 
 
-def _campbell_integrals(name: str):
-    """Return (int g dt, int g^2 dt) over t in [0, inf) for g(t) = f((1 - t)/tau)."""
-    ind = get_indicator(name)
-    if ind.compact:
-        u = ((1 - _T) / TAU + 1) / 2  # ramp coordinate: u = 1 at t = 1 - tau, u = 0 at t = 1 + tau
-        s = ind.ramp(u, sp)
-        # tau <= 1: f = 1 on [0, 1 - tau], ramp on [1 - tau, 1 + tau], 0 beyond.
-        narrow = [sp.integrate(1, (_T, 0, 1 - TAU)) + sp.integrate(s**p, (_T, 1 - TAU, 1 + TAU))
-                  for p in (1, 2)]
-        # tau > 1: the ramp starts before t = 0, so only its part on [0, 1 + tau] counts.
-        wide = [sp.integrate(s**p, (_T, 0, 1 + TAU)) for p in (1, 2)]
-        return tuple(
-            sp.Piecewise((sp.factor(sp.simplify(n)), TAU <= 1), (sp.factor(sp.simplify(w)), True))
-            for n, w in zip(narrow, wide)
+def _linear_p2(v, ns):
+    return _horner(v, (1, 3, 3, 1), 12)
+
+
+def _cubic_p1(v, ns):
+    return _horner(v, (3, 8, 6, 0, -1), 16)
+
+
+def _cubic_p2(v, ns):
+    return _horner(v, (33, 140, 210, 105, -35, -42, 0, 5), 560)
+
+
+def _quintic_p1(v, ns):
+    return _horner(v, (5, 16, 15, 0, -5, 0, 1), 32)
+
+
+def _quintic_p2(v, ns):
+    return _horner(v, (2840, 14784, 27720, 17325, -9240, -13860, 1848, 6270, 0, -1540, 0, 189), 59136)
+
+
+def _cosine_p1(v, ns):
+    return (1 + v) / 2 - ns.cos(ns.pi * v / 2) / ns.pi
+
+
+def _cosine_p2(v, ns):
+    return 3 * (1 + v) / 8 - ns.cos(ns.pi * v / 2) / ns.pi - ns.sin(ns.pi * v) / (8 * ns.pi)
+
+
+def _ramp_factor(window_integral: Callable) -> Callable:
+    """tau F_p(1/tau) of a compact ramp from its window integral P_p (see the module docstring)."""
+
+    def factor(tau, ns):
+        one = tau * 0 + 1  # P_p(1) in tau's own type: a tensor of ones, or SymPy's exact 1
+        return ns.branch(
+            tau,
+            narrow=lambda t: 1 - t * (1 - window_integral(one, ns)),
+            wide=lambda t: t * window_integral(1 / t, ns),
         )
-    # Sigmoid: substitute x = (1 - t)/tau, dt = -tau dx, t in [0, inf) <-> x in (-inf, 1/tau].
-    f = ind.logistic(_X, sp)
-    softplus_term = sp.log(sp.exp(1 / TAU) + 1)
-    out = []
-    for p in (1, 2):
-        integral = sp.expand_log(sp.simplify(sp.integrate(f**p, (_X, -sp.oo, 1 / TAU))), force=True)
-        # Group by log(1 + e^{1/tau}) so the result reads softplus(1/tau) - sigmoid(1/tau).
-        parts = sp.collect(sp.expand(integral), softplus_term, evaluate=False)
-        out.append(TAU * sum(sp.simplify(coef) * term for term, coef in parts.items()))
-    return tuple(out)
+
+    return factor
 
 
-@functools.lru_cache(maxsize=None)
-def campbell_moments(indicator: str = "cubic"):
-    """Relaxed mean and variance of EAT with the given indicator, as SymPy expressions.
+def _sigmoid_mean(tau, ns):
+    return 1 + tau * ns.softplus(-ns.inv(tau))
 
-    Returns ``(mean, variance)`` in the symbols ``lambda`` and ``tau`` (:data:`LAMBDA`, :data:`TAU`).
 
-    >>> mean, var = campbell_moments("cubic")
-    >>> mean.subs(TAU, sp.Rational(1, 2))
-    lambda
+def _sigmoid_variance(tau, ns):
+    x = ns.inv(tau)
+    return 1 + tau * ns.softplus(-x) - tau * ns.sigmoid(x)
+
+
+@dataclass(frozen=True)
+class CampbellFactors:
+    """``mean(tau, ns)`` = E[z~]/lambda and ``variance(tau, ns)`` = Var[z~]/lambda of one indicator.
+
+    ``ns`` supplies ``pi, cos, sin, softplus, sigmoid``, ``inv(tau)`` (1/tau) and
+    ``branch(tau, narrow, wide)`` (``narrow(tau)`` for tau <= 1, else ``wide(tau)``). For a compact
+    ramp ``window_integrals`` holds (P_1, P_2), each a function ``(v, ns)``.
     """
-    first, second = _campbell_integrals(get_indicator(indicator).name)
-    return LAMBDA * first, LAMBDA * second
+
+    mean: Callable
+    variance: Callable
+    window_integrals: Optional[tuple] = None
 
 
-def _stable(expr):
-    """Rewrite e^{1/tau} terms into forms that do not overflow for small tau.
-
-    log(1 + e^a) becomes softplus(a); every remaining e^{1/tau} is written as 1/q with
-    q = e^{-1/tau} in (0, 1), so e^a/(1 + e^a) becomes 1/(1 + q), which underflows gracefully.
-    """
-    a = sp.Wild("a")
-    q = sp.Symbol("q", positive=True)
-    expr = expr.replace(sp.log(sp.exp(a) + 1), softplus(a))
-    expr = sp.cancel(expr.subs(sp.exp(1 / TAU), 1 / q))
-    return expr.subs(q, sp.exp(-1 / TAU))
-
-
-_TORCH_FUNCS = {
-    "softplus": F.softplus, "log": torch.log, "exp": torch.exp, "cos": torch.cos,
-    "sin": torch.sin, "sqrt": torch.sqrt, "pi": math.pi,
+CAMPBELL_FACTORS = {
+    "sigmoid": CampbellFactors(_sigmoid_mean, _sigmoid_variance),
+    **{
+        name: CampbellFactors(_ramp_factor(p1), _ramp_factor(p2), (p1, p2))
+        for name, (p1, p2) in {
+            "cubic": (_cubic_p1, _cubic_p2),
+            "linear": (_linear_p1, _linear_p2),
+            "quintic": (_quintic_p1, _quintic_p2),
+            "cosine": (_cosine_p1, _cosine_p2),
+        }.items()
+    },
 }
 
 
-def _compile(expr):
-    """Turn an expression in tau into a torch function of a tau tensor (Piecewise -> torch.where)."""
-    if isinstance(expr, sp.Piecewise):
-        (narrow, _), (wide, _) = expr.args  # conditions are tau <= 1 and otherwise
-        f_narrow, f_wide = _compile(narrow), _compile(wide)
+class _TorchNS:
+    """The functions the formulas need, on tensors."""
 
-        def piecewise(tau):
-            # Evaluate each branch only on its own domain so that neither can produce inf/NaN.
-            return torch.where(tau <= 1, f_narrow(tau.clamp(max=1.0)), f_wide(tau.clamp(min=1.0)))
+    pi = math.pi
+    cos = staticmethod(torch.cos)
+    sin = staticmethod(torch.sin)
+    softplus = staticmethod(F.softplus)
+    sigmoid = staticmethod(torch.sigmoid)
 
-        return piecewise
-    fn = sp.lambdify(TAU, _stable(expr), modules=[_TORCH_FUNCS, "math"])
-    return lambda tau: fn(tau) + torch.zeros_like(tau)  # constants broadcast to tau's shape
+    @staticmethod
+    def inv(tau: torch.Tensor) -> torch.Tensor:
+        """1/tau, with tau clamped from below where e^{-1/tau} is already exactly 0 in tau's dtype.
 
+        The clamp changes no value (softplus(-1/tau) and 1 - sigmoid(1/tau) are 0 either way) but
+        keeps backward from forming 0 * inf = NaN via d(1/tau)/dtau = -1/tau^2 for tiny tau.
+        """
+        return 1 / tau.clamp(min=1 / (-2 * math.log(torch.finfo(tau.dtype).tiny)))
 
-@functools.lru_cache(maxsize=None)
-def _moment_factors(indicator: str):
-    """Numeric (mean/lambda, variance/lambda) as torch functions of tau."""
-    mean, var = campbell_moments(indicator)
-    return _compile(sp.expand(mean / LAMBDA)), _compile(sp.expand(var / LAMBDA))
-
-
-def relaxed_mean(rate, temperature, indicator: str = "cubic") -> torch.Tensor:
-    """E[z~] for EAT with the given indicator (Campbell's theorem), differentiable in both inputs."""
-    rate, tau = torch.broadcast_tensors(torch.as_tensor(rate), torch.as_tensor(temperature))
-    return rate * _moment_factors(get_indicator(indicator).name)[0](tau.to(rate.dtype))
+    @staticmethod
+    def branch(tau, narrow, wide):
+        # Each branch sees tau only on its own domain, so neither can produce inf/NaN (nor a NaN
+        # gradient through the branch torch.where discards).
+        return torch.where(tau <= 1, narrow(tau.clamp(max=1.0)), wide(tau.clamp(min=1.0)))
 
 
-def relaxed_variance(rate, temperature, indicator: str = "cubic") -> torch.Tensor:
-    """Var[z~] for EAT with the given indicator (Campbell's theorem), differentiable in both inputs."""
-    rate, tau = torch.broadcast_tensors(torch.as_tensor(rate), torch.as_tensor(temperature))
-    return rate * _moment_factors(get_indicator(indicator).name)[1](tau.to(rate.dtype))
+def _check_values(rate: torch.Tensor, tau: torch.Tensor, caller: str) -> None:
+    try:
+        check_param(finite_nonnegative, rate, "rate", "non-negative and finite")
+        # tau = 0 is allowed: every formula tends continuously to the Poisson's (1, 1) there.
+        check_param(finite_nonnegative, tau, "temperature", "non-negative and finite")
+    except RuntimeError as err:  # a value check is data-dependent control flow, which vmap refuses
+        if "vmap" not in str(err):
+            raise
+        raise RuntimeError(
+            f"{caller} checks its arguments' values, which torch.func.vmap cannot do; "
+            f"pass validate_args=False to {caller} under vmap"
+        ) from err
+
+
+def _moment(rate, temperature, indicator, which: str, validate_args: bool) -> torch.Tensor:
+    name = get_indicator(indicator).name
+    rate = as_float_tensor(rate, "rate")
+    tau = as_float_tensor(temperature, "temperature", like=rate)
+    rate, tau = broadcast_pair(rate, tau)
+    if validate_args:
+        _check_values(rate, tau, f"relaxed_{which}")
+    out_dtype = rate.dtype
+    work = compute_dtype(out_dtype)  # half precision is evaluated in float32, as the samplers do
+    factor = getattr(CAMPBELL_FACTORS[name], which)(tau.to(work), _TorchNS)
+    return (rate.to(work) * factor).to(out_dtype)
+
+
+def relaxed_mean(rate, temperature, indicator: str = "cubic", *, validate_args: bool = True) -> torch.Tensor:
+    r""":math:`\mathbb E[\tilde z] = \lambda\, \tau F_1(1/\tau)` for EAT with the given indicator.
+
+    Args:
+        rate: :math:`\lambda \ge 0`, a number or tensor (integers are promoted to the default float).
+        temperature: :math:`\tau \ge 0`, broadcastable with ``rate`` (``ValueError`` otherwise);
+            :math:`\tau = 0` gives the Poisson limit :math:`\lambda`.
+        indicator: ``"cubic"`` (default), ``"sigmoid"``, ``"linear"``, ``"quintic"`` or ``"cosine"``.
+        validate_args: check the values of ``rate`` and ``temperature`` (a host sync; pass ``False``
+            under ``torch.func.vmap``, which cannot branch on values).
+
+    Returns the broadcast shape in the promoted floating dtype, on ``rate``'s device,
+    differentiable in ``rate`` and ``temperature``. The formulas are in :mod:`hitchhiker.moments`;
+    for the compact ramps the mean is exactly :math:`\lambda` when :math:`\tau \le 1`.
+    """
+    return _moment(rate, temperature, indicator, "mean", validate_args)
+
+
+def relaxed_variance(rate, temperature, indicator: str = "cubic", *,
+                     validate_args: bool = True) -> torch.Tensor:
+    r""":math:`\operatorname{Var}[\tilde z] = \lambda\, \tau F_2(1/\tau)` for EAT with the given indicator.
+
+    Arguments and return value as for :func:`relaxed_mean`. For the compact ramps
+    :math:`\operatorname{Var}[\tilde z] = \lambda (1 - c\,\tau)` when :math:`\tau \le 1`, with
+    :math:`c = 1/3, 9/35, 50/231, 1/4` for the linear, cubic, quintic and cosine ramps.
+    """
+    return _moment(rate, temperature, indicator, "variance", validate_args)

@@ -38,3 +38,17 @@ def test_configurations_beyond_the_budget_are_skipped_not_run():
                               memory=bench.PeakMemory(device))
     capped = next(row for row in rows if row["method"] == bench.FIXED_CAP)
     assert capped["status"].startswith("skipped") and math.isnan(capped["time_ms"])
+
+
+def test_compile_benchmark_runs_and_reports_ratios_and_graph_breaks():
+    from torch.distributions import Distribution
+
+    validate = Distribution._validate_args  # torch.compile turns the default off process-wide
+    spec = importlib.util.spec_from_file_location(
+        "bench_compile", SCRIPT.parent / "compile.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.bench("eat-cubic", 200, 5.0, 0.1, torch.device("cpu"), repeats=1, warmup=1)
+    assert row["graph_breaks"] <= 1  # only backward() itself
+    assert row["eager_ms"] > 0 and row["compiled_ms"] > 0 and math.isfinite(row["ratio"])
+    Distribution.set_default_validate_args(validate)

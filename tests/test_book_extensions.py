@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
 import api_public_members  # noqa: E402
 import book_html_fixes  # noqa: E402
 import hitchhiker  # noqa: E402
-from hitchhiker import samplers  # noqa: E402
+import hitchhiker.book  # noqa: E402
+from hitchhiker import distributions  # noqa: E402
+from hitchhiker.book import vae  # noqa: E402
 
 
 def script(filename, **attributes):
@@ -35,17 +37,44 @@ def test_pages_without_scripts_are_left_alone():
     assert context == {}
 
 
-def test_every_public_submodule_is_listed():
-    names = api_public_members.public_submodules()
-    assert "hitchhiker.samplers" in names and "hitchhiker.recommendations" in names
-    assert not [n for n in names if n.split(".")[-1].startswith("_")]
+def test_every_public_submodule_is_listed_in_its_part():
+    library = api_public_members.public_submodules("hitchhiker")
+    assert "hitchhiker.distributions" in library and "hitchhiker.estimators" in library
+    assert "hitchhiker.book" not in library  # the subpackage has its own part of the page
+    assert not [n for n in library if n.startswith("hitchhiker.book")]
+    book = api_public_members.public_submodules("hitchhiker.book")
+    assert "hitchhiker.book.recommendations" in book and "hitchhiker.book.vae" in book
+    for names in (library, book):
+        assert not [n for n in names if n.split(".")[-1].startswith("_")]
+    assert api_public_members.public_submodules() == library  # the default package is the library
 
 
 def test_reexported_objects_are_skipped_only_in_submodule_sections():
     submodule_options, package_options = {"members": True}, {"members": True, "imported-members": True}
     skip = api_public_members.skip_reexported
-    assert skip(None, "module", "RelaxedPoisson", samplers.RelaxedPoisson, False, submodule_options) is True
-    assert skip(None, "module", "RelaxedPoisson", samplers.RelaxedPoisson, False, package_options) is None
+    rp = distributions.RelaxedPoisson
+    assert skip(None, "module", "RelaxedPoisson", rp, False, submodule_options) is True
+    assert skip(None, "module", "RelaxedPoisson", rp, False, package_options) is None
     # a helper the package does not export stays in its module's section
-    assert skip(None, "module", "eat_pathwise", samplers.eat_pathwise, False, submodule_options) is None
-    assert "RelaxedPoisson" in hitchhiker.__all__ and "eat_pathwise" not in hitchhiker.__all__
+    helper = distributions.default_n_categories
+    assert skip(None, "module", "default_n_categories", helper, False, submodule_options) is None
+    assert "RelaxedPoisson" in hitchhiker.__all__ and "default_n_categories" not in hitchhiker.__all__
+    # the same for the book: PoissonVAE is documented under hitchhiker.book, soft_clamp under vae
+    assert skip(None, "module", "PoissonVAE", vae.PoissonVAE, False, submodule_options) is True
+    assert skip(None, "module", "PoissonVAE", vae.PoissonVAE, False, package_options) is None
+    assert skip(None, "module", "soft_clamp", vae.soft_clamp, False, submodule_options) is None
+    assert "PoissonVAE" in hitchhiker.book.__all__ and "soft_clamp" not in hitchhiker.book.__all__
+    # a name that only matches, not the same object, is not skipped
+    assert skip(None, "module", "PoissonVAE", object(), False, submodule_options) is None
+
+
+def test_foreign_functions_in_classes_are_skipped():
+    import torch
+
+    skip = api_public_members.skip_reexported
+    assert skip(None, "class", "sin", staticmethod(torch.sin), False, {}) is True
+    assert skip(None, "class", "sin", torch.sin, False, {}) is True
+    # the package's own methods and plain data attributes stay
+    assert skip(None, "class", "rsample", distributions.RelaxedPoisson.rsample, False, {}) is None
+    assert skip(None, "class", "has_rsample", True, False, {}) is None
+    assert skip(None, "class", "dtype", torch.float64, False, {}) is None

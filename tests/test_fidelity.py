@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from hitchhiker.fidelity import (
+from hitchhiker.book.fidelity import (
     PAPER_RATES,
     PAPER_TEMPERATURES,
     campbell_ratios,
@@ -86,7 +86,7 @@ def test_grid_columns_seeding_and_subgrid_reproducibility():
 
 
 def test_gsm_draws_are_sliced_to_bound_memory(monkeypatch):
-    import hitchhiker.fidelity as fid
+    import hitchhiker.book.fidelity as fid
 
     monkeypatch.setattr(fid, "_MAX_ELEMENTS", 1000)
     z = draw_relaxed("gsm", 20.0, 0.1, (7, 30))  # 30 samples x 42 categories > 1000 per slice

@@ -1,7 +1,10 @@
 """Every chapter in ``_toc.yml`` follows the book's conventions (static checks, no execution).
 
 * the first code cell is the standard Colab cell, installing from the repository URL in ``_config.yml``
-  (the one place it lives), and a later cell calls ``setup_chapter`` (seeds, style, GPU when present);
+  (the one place it lives), and a later cell calls ``hb.setup_chapter`` (seeds, style, GPU when present);
+* the library is imported as ``hh`` (``import hitchhiker as hh``) and used only for its public names;
+  the experiments come from ``hitchhiker.book`` (``from hitchhiker import book as hb``, or its
+  submodules), never from the pre-split paths (``hitchhiker.poglm``, ``hitchhiker.plotting``, ...);
 * kernelspec ``python3``; a Takeaways admonition; no outputs stored under unexecuted cells;
 * every chapter cites the literature, with keys that exist in ``book/references.bib``.
 """
@@ -31,7 +34,7 @@ def colab_cell(repository_url: str) -> str:
     return ("# In Colab, install hitchhiker first (elsewhere it is already installed).\n"
             "import sys\n"
             'if "google.colab" in sys.modules:\n'
-            f'    %pip install --quiet "poisson-hitchhiker[data] @ git+{repository_url}"')
+            f'    %pip install --quiet "poisson-hitchhiker[book] @ git+{repository_url}"')
 
 
 def read(page: str):
@@ -64,7 +67,35 @@ def test_first_code_cell_installs_from_the_configured_repository(page):
     assert code and code[0].source.strip() == colab_cell(CONFIG["repository"]["url"]), \
         f"{page}: the first code cell is not the standard Colab cell:\n{code[0].source if code else ''}"
     assert any("setup_chapter(" in c.source for c in code[1:3]), \
-        f"{page}: the setup cell (hh.setup_chapter) must follow the Colab cell"
+        f"{page}: the setup cell (hb.setup_chapter) must follow the Colab cell"
+
+
+#: Library modules a chapter may reach as ``hh.<module>`` (for a name outside the top-level ``__all__``).
+LIBRARY_MODULES = {"distributions", "estimators", "indicators", "moments", "metrics"}
+BOOK_MODULES = {"data", "fidelity", "gradients", "objectives", "plotting", "poglm", "recommendations",
+                "results", "runtime", "scale", "training", "vae", "campbell"}
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS)
+def test_library_as_hh_and_experiments_as_hb(page):
+    import hitchhiker
+    import hitchhiker.book
+
+    library = set(hitchhiker.__all__) | LIBRARY_MODULES
+    book = set(hitchhiker.book.__all__) | BOOK_MODULES
+    code = "\n".join(c.source for c in read(page).cells if c.cell_type == "code")
+    wrong_hh = sorted(set(re.findall(r"\bhh\.(\w+)", code)) - library)
+    wrong_hb = sorted(set(re.findall(r"\bhb\.(\w+)", code)) - book)
+    assert not wrong_hh, f"{page}: hh.{wrong_hh} are not library names (experiments are hb.*)"
+    assert not wrong_hb, f"{page}: hb.{wrong_hb} are not in hitchhiker.book"
+    old = re.findall(rf"^\s*(?:from|import) hitchhiker\.({'|'.join(sorted(BOOK_MODULES))})\b", code, re.M)
+    old += re.findall(rf"^\s*from hitchhiker import ({'|'.join(sorted(BOOK_MODULES))})\b", code, re.M)
+    assert not old, f"{page}: imports book modules from their pre-split paths: {old} (use hitchhiker.book.*)"
+    if re.search(r"\bhh\.", code):
+        assert re.search(r"^import hitchhiker as hh$", code, re.M), f"{page}: uses hh. without importing it"
+    if re.search(r"\bhb\.", code):
+        assert re.search(r"^from hitchhiker import book as hb$", code, re.M), \
+            f"{page}: uses hb. without `from hitchhiker import book as hb`"
 
 
 @pytest.mark.parametrize("page", NOTEBOOKS)

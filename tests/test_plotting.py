@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hitchhiker.plotting import METHOD_COLORS, method_style, plot_method_sweep  # noqa: E402
+from hitchhiker.book.plotting import METHOD_COLORS, method_style, plot_method_sweep  # noqa: E402
 
 
 def test_paper_colours():

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from hitchhiker import recommendations as rec
-from hitchhiker.recommendations import (
+from hitchhiker.book import recommendations as rec
+from hitchhiker.book.recommendations import (
     Thresholds,
     evidence_table,
     load_available_results,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hitchhiker import by_scale, current_scale, save_results
+from hitchhiker.book import by_scale, current_scale, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_results_are_not_written_at_smoke_scale(monkeypatch, tmp_path):
 
 def test_a_fresh_process_reads_the_switch():
     """What a notebook kernel sees: the variable set by `make notebooks` reaches a new process."""
-    code = "import hitchhiker; print(hitchhiker.current_scale(), hitchhiker.by_scale(10, 20, 30))"
+    code = "from hitchhiker import book; print(book.current_scale(), book.by_scale(10, 20, 30))"
     env = {**os.environ, "HITCHHIKER_SCALE": "smoke"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()

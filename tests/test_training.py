@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hitchhiker import fit
-from hitchhiker.training import default_progress_bar, geometric_anneal, linear_warmup
+from hitchhiker.book import fit
+from hitchhiker.book.training import default_progress_bar, geometric_anneal, linear_warmup
 
 
 def _problem():

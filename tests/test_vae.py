@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Poisson, kl_divergence
 
-from hitchhiker.vae import (
+from hitchhiker.book.vae import (
     VAE_METHODS,
     PoissonVAE,
     filter_mosaic,
@@ -212,3 +212,31 @@ def test_summary_gap_is_paired_by_seed():
     assert table.loc["exact", "gap"] == 0 and table.loc["score", "n_seeds"] == 1
     with pytest.raises(ValueError, match="exact"):
         summarize_pvae(rows[2:])
+
+
+@pytest.mark.parametrize("method, n", [("score", 2), ("score", 4), ("eat-cubic", 1), ("eat-sigmoid", 3), ("gsm", 2)])
+def test_loss_is_the_formula_with_the_same_draws(method, n):
+    """Through hitchhiker.surrogate_loss, consuming the generator as the stored results were made."""
+    from hitchhiker import pathwise_distribution, poisson_log_prob, score_function_surrogate
+
+    torch.manual_seed(0)
+    model = PoissonVAE(n_inputs=16, n_latents=24)
+    x = torch.randn(6, 16)
+    params = list(model.parameters())
+    torch.manual_seed(3)
+    loss = model.loss(x, method, 0.3, n_samples=n, beta=0.5)
+    grads = torch.autograd.grad(loss, params)
+    torch.manual_seed(3)
+    r, dr, lam = model.rates(x)
+    kl = poisson_kl(r, dr).sum(-1)
+    if method == "score":
+        with torch.no_grad():
+            z = torch.poisson(lam.detach().expand((n,) + lam.shape))
+        recon = score_function_surrogate(model.reconstruction_error(x, z), poisson_log_prob(z, lam).sum(-1))
+    else:
+        kwargs = {"n_categories": model.gsm_categories(lam)} if method == "gsm" else {}
+        z = pathwise_distribution(method, lam, 0.3, validate_args=False, **kwargs).rsample((n,))
+        recon = model.reconstruction_error(x, z).mean(0)
+    reference = (recon + 0.5 * kl).mean()
+    assert torch.equal(loss, reference)
+    assert all(torch.equal(g, e) for g, e in zip(grads, torch.autograd.grad(reference, params)))

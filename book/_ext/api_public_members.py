@@ -1,12 +1,17 @@
 """Sphinx support for ``book/api.md``: every module documented, every object exactly once.
 
-* The page has one ``automodule:: hitchhiker`` directive with ``:imported-members:``: it documents
-  the names in ``hitchhiker.__all__``.
-* The ``api-submodules`` directive expands to one ``automodule`` section per public submodule, found
-  by :mod:`pkgutil` at build time, so a new module appears on the page without editing it.
-* The ``autodoc-skip-member`` hook keeps an object re-exported by the package out of its submodule's
+* The page documents two packages, each with one ``automodule`` directive with ``:imported-members:``:
+  the library, :mod:`hitchhiker` (the names in ``hitchhiker.__all__``), and the book's experiments,
+  :mod:`hitchhiker.book` (the names in ``hitchhiker.book.__all__``).
+* The ``api-submodules`` directive (argument: a package, default ``hitchhiker``) expands to one
+  ``automodule`` section per public module of that package, found by :mod:`pkgutil` at build time, so
+  a new module appears on the page without editing it. Subpackages are left out (``hitchhiker.book``
+  has its own part of the page).
+* The ``autodoc-skip-member`` hook keeps an object re-exported by a package out of its module's
   section (it would otherwise be documented twice, as ``hitchhiker.RelaxedPoisson`` and
-  ``hitchhiker.samplers.RelaxedPoisson``); the submodule sections keep their other members.
+  ``hitchhiker.distributions.RelaxedPoisson``); the module sections keep their other members. It
+  also leaves out class attributes that are other libraries' functions (a namespace class with
+  ``cos = staticmethod(sympy.cos)``), whose docstrings are that library's to document.
 """
 from __future__ import annotations
 
@@ -19,39 +24,57 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 PACKAGE = "hitchhiker"
+#: The packages whose ``__all__`` the page documents in their own sections.
+DOCUMENTED_PACKAGES = ("hitchhiker", "hitchhiker.book")
 
 
-def public_objects() -> dict:
-    """``{name: object}`` for the names the package exports in ``__all__``."""
-    package = importlib.import_module(PACKAGE)
+def public_objects(package_name: str = PACKAGE) -> dict:
+    """``{name: object}`` for the names a package exports in ``__all__``."""
+    package = importlib.import_module(package_name)
     return {name: getattr(package, name) for name in getattr(package, "__all__", ())}
 
 
+def _foreign_callable(obj) -> bool:
+    """A function or class defined outside the package (``sin = staticmethod(sympy.sin)`` in a class)."""
+    target = getattr(obj, "__func__", obj)  # staticmethod / classmethod wrappers
+    if not (callable(target) or isinstance(obj, (staticmethod, classmethod))):
+        return False
+    module = getattr(target, "__module__", None) or ""
+    return module.split(".")[0] != PACKAGE
+
+
 def skip_reexported(app, what, name, obj, skip, options):
-    """``autodoc-skip-member``: in a submodule section, skip what the package section documents."""
-    if what != "module" or options.get("imported-members"):
-        return None  # the package section itself (or not a module member): autodoc decides
-    public = public_objects()
-    if name in public and public[name] is obj:
+    """``autodoc-skip-member``: in a module section, skip what a package section documents; in a
+    class, skip attributes that are another library's functions (their docstrings belong to that
+    library's documentation and are not written for this page's -W build)."""
+    if what == "class" and _foreign_callable(obj):
         return True
+    if what != "module" or options.get("imported-members"):
+        return None  # a package section itself (or not a module member): autodoc decides
+    for package in DOCUMENTED_PACKAGES:
+        public = public_objects(package)
+        if name in public and public[name] is obj:
+            return True
     return None
 
 
-def public_submodules() -> list[str]:
-    """Full names of the package's submodules whose names do not start with an underscore."""
-    package = importlib.import_module(PACKAGE)
-    return sorted(f"{PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
-                  if not info.name.startswith("_"))
+def public_submodules(package_name: str = PACKAGE) -> list[str]:
+    """Full names of a package's modules (not subpackages) whose names do not start with ``_``."""
+    package = importlib.import_module(package_name)
+    return sorted(f"{package_name}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
+                  if not info.name.startswith("_") and not info.ispkg)
 
 
 class ApiSubmodules(SphinxDirective):
-    """``api-submodules``: a section with ``automodule:: <name>`` and ``:members:`` per submodule."""
+    """``api-submodules [package]``: a section with ``automodule:: <name>`` and ``:members:`` per module."""
 
     has_content = False
+    optional_arguments = 1
 
     def run(self):
+        package = self.arguments[0] if self.arguments else PACKAGE
         lines = []
-        for name in public_submodules():
+        for name in public_submodules(package):
             lines += [f"``{name}``", "-" * (len(name) + 4), "",
                       f".. automodule:: {name}", "   :members:", "   :show-inheritance:", ""]
         container = nodes.section()

@@ -3,13 +3,14 @@ r"""Per-sample gradients of every estimator on the linear-decoder objective, in 
 For :math:`N` Monte Carlo samples the log-rates :math:`\theta` (``(B, K)``) are expanded to a leaf
 tensor of shape ``(N, B, K)``; each slice ``n`` draws its own sample, and a single backward pass of
 the estimator's surrogate gives all :math:`N \times B` per-sample gradients at once (the slices do
-not interact, except through the score function's leave-one-out baseline).
+not interact, except through the score function's leave-one-out baseline). The estimator is
+:func:`~hitchhiker.surrogate_loss` with ``n_samples=None`` (the leading dimension is the sample one):
 
 * pathwise methods (``"eat-sigmoid"``, ``"eat-cubic"``, ``"gsm"``, ``"st-cubic"``, ...): a relaxed
-  sample :math:`\tilde z_n` from :func:`~hitchhiker.pathwise_distribution`, and
+  sample :math:`\tilde z_n` (:func:`~hitchhiker.pathwise_distribution`), and
   :math:`g_n = \nabla_\theta \lVert x - \Phi\tilde z_n\rVert^2`;
-* ``"score"``: exact counts :math:`z_n \sim \mathrm{Poisson}(e^\theta)` and, through
-  :func:`~hitchhiker.score_function_surrogate`,
+* ``"score"``: exact counts :math:`z_n \sim \mathrm{Poisson}(e^\theta)` and, through the
+  score-function surrogate (:func:`~hitchhiker.score_function_surrogate`),
   :math:`g_n = (\ell(z_n) - b_n)\,\nabla_\theta \log p(z_n;\theta)` with the leave-one-out baseline
   :math:`b_n = \frac{1}{N-1}\sum_{j\neq n}\ell(z_j)` -- unbiased, but the per-sample gradients share the
   baseline, so they need all :math:`N` samples of one call.
@@ -31,7 +32,7 @@ from ..estimators import (
     PATHWISE_METHODS,
     check_method,
     pathwise_distribution,
-    score_function_surrogate,
+    surrogate_loss,
 )
 from ..metrics import gradient_quality
 from .objectives import (
@@ -83,15 +84,10 @@ def per_sample_gradients(method: str, log_rate: torch.Tensor, x: torch.Tensor, p
         raise ValueError(f"n_samples must be an integer >= {minimum} for {method!r}, got {n_samples!r}")
     theta = log_rate.detach().unsqueeze(0).expand((n_samples,) + log_rate.shape).clone()
     theta.requires_grad_(True)
-    rate = theta.exp()
-    if method == "score":
-        exact = torch.distributions.Poisson(rate, validate_args=False)
-        counts = exact.sample()
-        losses = reconstruction_loss(counts, x, phi)
-        surrogate = score_function_surrogate(losses, exact.log_prob(counts).sum(-1))
-    else:
-        relaxed = pathwise_distribution(method, rate, temperature, **kwargs).rsample()
-        surrogate = reconstruction_loss(relaxed, x, phi).mean(0)
+    # n_samples=None: dimension 0 of the expanded leaf is the sample dimension, one draw per slice,
+    # so one backward pass gives every slice's own gradient. (score: no temperature, as documented.)
+    surrogate = surrogate_loss(method, theta.exp(), lambda z: reconstruction_loss(z, x, phi),
+                               None if method == "score" else temperature, None, **kwargs)
     (grad,) = torch.autograd.grad(surrogate.sum(), theta)
     return grad * n_samples  # the surrogate averages over the N slices
 
@@ -125,7 +121,7 @@ def gradient_quality_sweep(phi: torch.Tensor, rates: Iterable[float], temperatur
     r"""Gradient quality of every method over a grid of rates and temperatures (paper Figure 3).
 
     For each rate :math:`\lambda`, ``n_items`` data items are drawn from the linear Poisson model
-    (:func:`~hitchhiker.objectives.sample_linear_poisson_patches`), the log-rates are set to
+    (:func:`~hitchhiker.book.objectives.sample_linear_poisson_patches`), the log-rates are set to
     :math:`\log\lambda` for every latent, :math:`g^*` and :math:`H` come from the closed form, and each
     method's ``n_samples`` per-sample gradients are scored by :func:`~hitchhiker.metrics.gradient_quality`
     (per item, then mean and sd over items). The score function does not depend on :math:`\tau`; it is

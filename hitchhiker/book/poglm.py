@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..estimators import PATHWISE_METHODS, check_method, pathwise_distribution, score_function_surrogate
-from .runtime import seed_everything
 from ..distributions import poisson_log_prob
+from ..estimators import PATHWISE_METHODS, check_method, surrogate_loss
+from .runtime import seed_everything
 from .training import fit
 
 #: The estimators the POGLM chapter compares (registry names of :mod:`hitchhiker.estimators`);
@@ -220,10 +220,10 @@ def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature:
     Args:
         visible: ``(B, V, T)`` visible spike counts.
         method: ``"score"``, or a pathwise registry name (``"eat-cubic"``, ``"eat-sigmoid"``, ``"gsm"``,
-            ...). Pathwise methods draw relaxed :math:`\tilde z` from
-            :func:`hitchhiker.pathwise_distribution` and differentiate through them; ``"score"`` draws
-            exact counts and uses :func:`hitchhiker.score_function_surrogate` (leave-one-out baseline
-            when ``n_samples >= 2``, none for a single sample).
+            ...), passed to :func:`hitchhiker.surrogate_loss`: pathwise methods draw relaxed
+            :math:`\tilde z` and differentiate through them; ``"score"`` draws exact counts and uses
+            the score-function surrogate (leave-one-out baseline when ``n_samples >= 2``, none for a
+            single sample).
         temperature: :math:`\tau` of the relaxation (pathwise methods only; must be ``None`` for score).
         n_samples: Monte Carlo samples of :math:`z` per sequence.
         n_categories: ``K`` of the Gumbel-softmax (``"gsm"`` only).
@@ -234,21 +234,13 @@ def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature:
     check_method(method, PATHWISE_METHODS + ("score",))
     n_samples = _check_samples(n_samples)
     rate = model.posterior_rate(visible)
-    if method == "score":
-        if temperature is not None:
-            raise ValueError(f"temperature must be None for method='score', got {temperature!r}")
-        with torch.no_grad():
-            hidden = torch.poisson(rate.detach().expand(n_samples, *rate.shape))
-        log_q = poisson_log_prob(hidden, rate).sum((-2, -1))            # (S, B)
-        losses = log_q - model.log_joint(visible, hidden)               # -(log p - log q)
-        return score_function_surrogate(losses, log_q, baseline=n_samples >= 2).mean()
-    if temperature is None:
-        raise ValueError(f"method={method!r} needs a temperature")
     extra = {"n_categories": n_categories} if method == "gsm" else {}
-    dist = pathwise_distribution(method, rate, temperature, **extra)
-    hidden = dist.rsample((n_samples,))                                  # (S, B, H, T)
-    log_q = dist.log_prob(hidden).sum((-2, -1))
-    return (log_q - model.log_joint(visible, hidden)).mean()
+
+    def per_sample_loss(hidden, log_q):                  # hidden: (S, B, H, T) -> (S, B)
+        return log_q.sum((-2, -1)) - model.log_joint(visible, hidden)   # -(log p - log q)
+
+    return surrogate_loss(method, rate, per_sample_loss, temperature, n_samples,
+                          with_log_prob=True, **extra).mean()
 
 
 @torch.no_grad()

@@ -29,10 +29,9 @@ closed form. Because the decoder is linear, the expectation is exact too:
 
 (mean :math:`\lambda`, independent coordinates with variance :math:`\lambda_k`). Training on it
 (``method="exact"``) gives the exact gradient, the reference every estimator is compared to.
-The other methods replace :math:`z` by a relaxed sample (``"eat-sigmoid"``, ``"eat-cubic"``,
-``"gsm"``, via :func:`hitchhiker.pathwise_distribution`) or use the score-function surrogate
-(``"score"``, via :func:`hitchhiker.score_function_surrogate`). Validation always uses exact
-Poisson samples (:func:`validation_nelbo`).
+The other methods go through :func:`hitchhiker.surrogate_loss`: a relaxed sample (``"eat-sigmoid"``,
+``"eat-cubic"``, ``"gsm"``) in place of :math:`z`, or exact samples and the score-function surrogate
+(``"score"``). Validation always uses exact Poisson samples (:func:`validation_nelbo`).
 """
 from __future__ import annotations
 
@@ -45,8 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..estimators import check_method, pathwise_distribution, score_function_surrogate
-from ..distributions import default_n_categories, poisson_log_prob
+from ..distributions import default_n_categories
+from ..estimators import check_method, surrogate_loss
 from .training import fit, geometric_anneal, linear_warmup
 
 #: The methods a Poisson VAE can be trained with.
@@ -151,7 +150,8 @@ class PoissonVAE(nn.Module):
         Args:
             method: ``"exact"`` (closed form, no sampling), ``"eat-sigmoid"``, ``"eat-cubic"``,
                 ``"gsm"`` (relaxed samples at ``temperature``) or ``"score"`` (``n_samples >= 2``
-                exact samples and the leave-one-out baseline).
+                exact samples and the leave-one-out baseline; ``temperature`` is ignored), all but
+                ``"exact"`` through :func:`hitchhiker.surrogate_loss`.
             n_samples: Monte Carlo samples per item (pathwise methods average them too).
         """
         check_method(method, VAE_METHODS)
@@ -163,23 +163,19 @@ class PoissonVAE(nn.Module):
         kl = poisson_kl(r, dr).sum(-1)
         if method == "exact":
             recon = self.expected_reconstruction_error(x, lam)
-        elif method == "score":
-            if n_samples < 2:
-                raise ValueError("n_samples must be >= 2 for method='score' (leave-one-out baseline)")
-            with torch.no_grad():
-                z = torch.poisson(lam.detach().expand((int(n_samples),) + lam.shape))
-            losses = self.reconstruction_error(x, z)                       # (S, batch)
-            log_probs = poisson_log_prob(z, lam).sum(-1)
-            recon = score_function_surrogate(losses, log_probs)
         else:
-            if temperature is None or not temperature > 0:
+            if method == "score" and n_samples < 2:
+                raise ValueError("n_samples must be >= 2 for method='score' (leave-one-out baseline)")
+            if method != "score" and (temperature is None or not temperature > 0):
                 raise ValueError(f"method={method!r} needs a temperature > 0, got {temperature!r}")
             kwargs = {}
             if method == "gsm":
                 kwargs["n_categories"] = self.gsm_categories(lam, gsm_max_categories)
-            dist = pathwise_distribution(method, lam, temperature, validate_args=False, **kwargs)
-            z = dist.rsample((int(n_samples),))
-            recon = self.reconstruction_error(x, z).mean(0)
+            # The score function has no temperature: ignored here, as documented, so that one loop
+            # over methods and temperatures can call every method.
+            recon = surrogate_loss(method, lam, lambda z: self.reconstruction_error(x, z),
+                                   None if method == "score" else temperature, int(n_samples),
+                                   validate_args=False, **kwargs)          # (batch,)
         return (recon + beta * kl).mean()
 
 

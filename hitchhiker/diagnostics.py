@@ -1,0 +1,337 @@
+r"""Which estimator for *your* model? Compare every estimator's gradient with an unbiased reference.
+
+Give :func:`compare_estimators` the per-sample loss of your model and the Poisson rates it produces;
+it measures, for each method of the registry and each temperature, how that method's gradient of
+:math:`\mathbb E_{z \sim \mathrm{Pois}(\lambda)}[L(z)]` with respect to :math:`\lambda` compares with a
+reference gradient :math:`g^*`: the exact one when you have it, otherwise the score function with many
+exact samples (unbiased), whose own Monte Carlo error is carried into every standard error.
+
+With :math:`N` single-draw estimates :math:`g_1, \dots, g_N` of a method (flattened over the rate's
+elements), :math:`\bar g` their mean and :math:`\Sigma` their covariance:
+
+* ``cos_mean`` :math:`= \cos(\mathbb E g, g^*)`, the direction of the method's *expected* gradient,
+  estimated as :math:`\bar g\cdot\hat g^* / \sqrt{(\lVert\bar g\rVert^2 - \mathrm{tr}\,\Sigma/N)
+  (\lVert\hat g^*\rVert^2 - \mathrm{tr}\,\Sigma^*/M)}` so that neither gradient's Monte Carlo noise
+  pulls it below 1 (the paper's CosMean, :math:`\cos(\bar g, g^*)` at a finite :math:`N`, also
+  contains the method's noise; it can be slightly above 1 by chance);
+* ``cos_sample`` :math:`= \mathbb E\cos(g_n, g^*)`, the cosine of *one* draw (noise included), its
+  denominator likewise freed of the reference's noise;
+* ``relative_bias`` :math:`= \lVert \mathbb E g - g^*\rVert^2 / \lVert g^*\rVert^2`, estimated without
+  the Monte Carlo floor: :math:`\lVert\bar g - \hat g^*\rVert^2 - \mathrm{tr}\,\Sigma/N -
+  \mathrm{tr}\,\Sigma^*/M` over :math:`\lVert\hat g^*\rVert^2 - \mathrm{tr}\,\Sigma^*/M` (``M`` reference
+  draws of covariance :math:`\Sigma^*`), so an unbiased method scores 0 up to its standard error
+  (the estimate can be slightly negative);
+* ``relative_variance`` :math:`= \mathrm{tr}\,\Sigma / \lVert g^*\rVert^2`, the noise of one draw;
+  ``relative_bias + relative_variance`` is the relative mean squared error of a one-draw gradient.
+
+Standard errors (``*_se``) are delete-a-group jackknife estimates over ``n_groups`` independent groups
+of draws, each group holding ``N / n_groups`` of the method's draws and ``M / n_groups`` of the
+reference's, so they include the reference's error.
+
+The per-sample loss must treat its draws independently (the loss of draw ``s`` depends on ``z[s]``
+only: no batch statistics across draws).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ._validation import check_bool, check_param, check_positive_int, finite_nonnegative
+from .estimators import PATHWISE_METHODS, check_method, surrogate_loss
+
+__all__ = ["compare_estimators", "EstimatorComparison", "recommend_estimator"]
+
+#: Metrics of one record, each reported with a standard error under ``<name>_se``.
+METRICS = ("cos_mean", "cos_sample", "relative_bias", "relative_variance")
+#: The book's Table 1 thresholds (good at or below the first, fair at or below the second): bias as
+#: an energy relative to the gradient's, variance relative to the lowest-variance candidate.
+BIAS_THRESHOLDS = (0.1, 1.0)
+VARIANCE_THRESHOLDS = (1.5, 3.0)
+DEFAULT_METHODS = ("eat-cubic", "eat-sigmoid", "st-cubic", "gsm", "score")
+DEFAULT_TEMPERATURES = (0.05, 0.1, 0.2, 0.5)
+
+
+class EstimatorComparison(list):
+    """The records of :func:`compare_estimators`: a list of dicts, one per (method, temperature).
+
+    ``to_dict("records")`` returns the plain list (so ``pandas.DataFrame(result)`` and
+    ``result.to_dict("records")`` both work, as with a data frame); ``recommend()`` applies the
+    book's rule (:func:`recommend_estimator`).
+    """
+
+    def to_dict(self, orient: str = "records") -> list:
+        if orient != "records":
+            raise ValueError(f"orient must be 'records', got {orient!r}")
+        return [dict(r) for r in self]
+
+    def to_pandas(self):
+        """The records as a ``pandas.DataFrame`` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict("records"))
+
+    def recommend(self) -> str:
+        return recommend_estimator(self)
+
+    def __repr__(self) -> str:
+        head = (f"{'method':<12} {'tau':>5} {'cos_mean':>16} {'cos_sample':>16} {'rel. bias':>17} "
+                f"{'rel. variance':>17}")
+        lines = [head]
+        for r in self:
+            tau = "-" if r["temperature"] is None else f"{r['temperature']:g}"
+            cells = " ".join(f"{r[m]:>8.4f} ± {r[m + '_se']:<6.4f}" for m in METRICS)
+            lines.append(f"{r['method']:<12} {tau:>5} {cells}")
+        return "\n".join(lines)
+
+
+def _rating(value: float, good: float, fair: float) -> int:
+    return 2 if value <= good else (1 if value <= fair else 0)
+
+
+def recommend_estimator(records: Sequence[dict]) -> str:
+    r"""One line: the estimator the book's rule picks from :func:`compare_estimators` records.
+
+    Each record is rated on bias (``relative_bias`` good :math:`\le 0.1`, fair :math:`\le 1`) and on
+    variance (``relative_variance`` relative to the lowest among the records: good :math:`\le 1.5\times`,
+    fair :math:`\le 3\times`), good = 2, fair = 1, poor = 0; the highest total wins, ties going to the
+    lower relative mean squared error (bias + variance).
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("records is empty: nothing to recommend")
+    floor = min(r["relative_variance"] for r in records)
+    floor = floor if floor > 0 else float("inf")
+
+    def key(r):
+        score = (_rating(r["relative_bias"], *BIAS_THRESHOLDS)
+                 + _rating(r["relative_variance"] / floor, *VARIANCE_THRESHOLDS))
+        return (-score, r["relative_bias"] + r["relative_variance"])
+
+    best = min(records, key=key)
+    tau = "" if best["temperature"] is None else f" at temperature {best['temperature']:g}"
+    return (f"{best['method']}{tau}: relative bias {best['relative_bias']:.3g} "
+            f"± {best['relative_bias_se']:.2g}, relative variance {best['relative_variance']:.3g} "
+            f"± {best['relative_variance_se']:.2g}, cos_mean {best['cos_mean']:.3f} "
+            f"± {best['cos_mean_se']:.3f}")
+
+
+class _Groups:
+    """Per-group sums of gradient draws: what the jackknife needs (and the draws, if kept)."""
+
+    def __init__(self, n_groups: int, dim: int, keep: bool, dtype, device):
+        self.sum = torch.zeros(n_groups, dim, dtype=dtype, device=device)
+        self.sum_sq = torch.zeros(n_groups, dtype=dtype, device=device)
+        self.count = torch.zeros(n_groups, dtype=dtype, device=device)
+        self.draws = [] if keep else None
+        self.owner = []
+
+    def add(self, group: int, grads: torch.Tensor):
+        self.sum[group] += grads.sum(0)
+        self.sum_sq[group] += (grads * grads).sum()
+        self.count[group] += grads.shape[0]
+        if self.draws is not None:
+            self.draws.append(grads)
+            self.owner.append(torch.full((grads.shape[0],), group, device=grads.device))
+
+
+def _trace_cov(total, total_sq, count):
+    """tr of the unbiased covariance from the sum and the sum of squared norms of ``count`` draws."""
+    mean = total / count
+    return (total_sq - count * (mean * mean).sum(-1)) / (count - 1)
+
+
+def _statistics(method: _Groups, reference: Optional[_Groups], exact: Optional[torch.Tensor],
+                drop: Optional[int]) -> torch.Tensor:
+    """The four metrics on every group but ``drop`` (``None``: all groups)."""
+    keep = torch.ones(method.count.shape[0], dtype=torch.bool, device=method.count.device)
+    if drop is not None:
+        keep[drop] = False
+    n = method.count[keep].sum()
+    g_bar = method.sum[keep].sum(0) / n
+    tr_cov = _trace_cov(method.sum[keep].sum(0), method.sum_sq[keep].sum(), n)
+    if exact is not None:
+        g_star, ref_floor = exact, torch.zeros((), dtype=g_bar.dtype, device=g_bar.device)
+    else:
+        m = reference.count[keep].sum()
+        g_star = reference.sum[keep].sum(0) / m
+        ref_floor = _trace_cov(reference.sum[keep].sum(0), reference.sum_sq[keep].sum(), m) / m
+    tiny = torch.finfo(g_bar.dtype).tiny
+    # Squared norms with their Monte Carlo floors removed: E|mean of n draws|^2 = |E g|^2 + tr(cov)/n.
+    signal = ((g_star * g_star).sum() - ref_floor).clamp_min(tiny)
+    method_norm_sq = ((g_bar * g_bar).sum() - tr_cov / n).clamp_min(tiny)
+    bias = ((g_bar - g_star) ** 2).sum() - tr_cov / n - ref_floor
+    draws = torch.cat(method.draws)
+    owners = torch.cat(method.owner)
+    kept = draws[keep[owners]]
+    cos_mean = (g_bar * g_star).sum() / (method_norm_sq * signal).sqrt()
+    cos_sample = ((kept @ g_star) / kept.norm(dim=-1).clamp_min(tiny)).mean() / signal.sqrt()
+    return torch.stack([cos_mean, cos_sample, bias / signal, tr_cov / signal])
+
+
+def _jackknife(method, reference, exact, n_groups):
+    full = _statistics(method, reference, exact, None)
+    leave_out = torch.stack([_statistics(method, reference, exact, g) for g in range(n_groups)])
+    se = ((n_groups - 1) / n_groups * ((leave_out - leave_out.mean(0)) ** 2).sum(0)).sqrt()
+    return full, se
+
+
+def _draw_gradients(method: str, rate: torch.Tensor, temperature, per_sample_loss, count: int,
+                    dist_kwargs: dict) -> torch.Tensor:
+    """``count`` single-draw gradient estimates, shape ``(count, rate.numel())``, float64.
+
+    The rate is expanded to ``(count,) + rate.shape`` as a fresh leaf, so that one backward pass of
+    :func:`~hitchhiker.surrogate_loss` (the estimator every model calls) gives each draw's own gradient;
+    the score function's leave-one-out baseline runs over these ``count`` draws.
+    """
+    leaf = rate.detach().expand((count,) + rate.shape).clone().requires_grad_(True)
+    surrogate = surrogate_loss(method, leaf, per_sample_loss, temperature, n_samples=None,
+                               **dist_kwargs)
+    if surrogate.shape != ():
+        raise ValueError(f"per_sample_loss must map counts of shape (S, *rate.shape) to losses of "
+                         f"shape (S,); got losses of shape (S,) + {tuple(surrogate.shape)}")
+    (grad,) = torch.autograd.grad(surrogate * count, leaf, allow_unused=True)
+    if grad is None:
+        raise ValueError("per_sample_loss(z) does not depend on z: its gradient is None")
+    return grad.reshape(count, -1).to(torch.float64)
+
+
+class _Progress:
+    """A one-line progress report on stderr (the library carries no tqdm)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled, self.start = total, 0, enabled, time.perf_counter()
+
+    def step(self, label: str):
+        self.done += 1
+        if self.enabled:
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"\rcompare_estimators: {self.done}/{self.total} {label:<24} "
+                             f"{elapsed:6.1f} s")
+            if self.done == self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], rate: torch.Tensor, *,
+                       methods: Sequence[str] = DEFAULT_METHODS,
+                       temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+                       n_samples: int = 512, exact_gradient: Optional[torch.Tensor] = None,
+                       reference_samples: int = 16_384, n_groups: int = 16,
+                       progress: Optional[bool] = None, seed: Optional[int] = None,
+                       **dist_kwargs) -> EstimatorComparison:
+    r"""How each estimator's gradient with respect to ``rate`` compares with an unbiased reference.
+
+    Args:
+        per_sample_loss: maps counts of shape ``(S,) + rate.shape`` to losses of shape ``(S,)``,
+            each draw independently (see the module docstring).
+        rate: the Poisson rates :math:`\lambda` (a floating tensor that requires grad: the gradient is
+            taken with respect to it, at its current value).
+        methods: registry names (:data:`hitchhiker.METHODS`): pathwise methods and ``"score"``.
+        temperatures: for the relaxed methods; the score function has none.
+        n_samples: single-draw gradient estimates per (method, temperature), ``N``.
+        exact_gradient: :math:`\nabla_\lambda\,\mathbb E[L]`, shape ``rate.shape``, when known; else the
+            reference is the score function with ``reference_samples`` draws.
+        reference_samples: ``M``, draws of the score-function reference.
+        n_groups: independent groups for the jackknife standard errors (divides ``n_samples`` and
+            ``reference_samples``).
+        progress: a progress line on stderr (default: when stderr is a terminal).
+        seed: seed torch's generator first, for a reproducible comparison.
+        dist_kwargs: passed to the distributions (``n_categories`` for ``"gsm"``).
+
+    Returns:
+        :class:`EstimatorComparison`: records with ``method``, ``temperature`` (``None`` for the score
+        function), the metrics ``cos_mean``, ``cos_sample``, ``relative_bias``,
+        ``relative_variance`` and their ``*_se``, ``n_samples``, ``reference`` (``"exact"`` or
+        ``"score (M draws)"``), ``seconds`` and ``loss_evaluations``.
+
+    >>> rate = torch.full((8,), 3.0, requires_grad=True)
+    >>> loss = lambda z: ((z - 2.0) ** 2).sum(-1)
+    >>> out = compare_estimators(loss, rate, methods=("eat-cubic",), temperatures=(0.5,),
+    ...                          n_samples=64, exact_gradient=1 + 2 * (rate.detach() - 2.0), seed=0)
+    >>> out[0]["method"], out[0]["cos_mean"] > 0.9
+    ('eat-cubic', True)
+    """
+    if not callable(per_sample_loss):
+        raise TypeError(f"per_sample_loss must be callable, got {type(per_sample_loss).__name__}")
+    if not torch.is_tensor(rate) or not rate.is_floating_point():
+        raise TypeError("rate must be a floating-point tensor")
+    if not rate.requires_grad:
+        raise ValueError("rate must require grad: the gradients compared are with respect to it "
+                         "(call rate.requires_grad_() or pass the tensor your model produced)")
+    if rate.numel() == 0:
+        raise ValueError("rate is empty")
+    check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError("methods is empty")
+    for method in methods:
+        check_method(method, PATHWISE_METHODS + ("score",))
+    try:
+        temperatures = tuple(float(t) for t in temperatures)
+    except (TypeError, ValueError):
+        raise TypeError(f"temperatures must be a sequence of numbers, got {temperatures!r}") from None
+    if any(not (t > 0 and math.isfinite(t)) for t in temperatures):
+        raise ValueError(f"temperatures must be finite and > 0, got {temperatures}")
+    if any(m != "score" for m in methods) and not temperatures:
+        raise ValueError("temperatures is empty but relaxed methods were asked for")
+    n_groups = check_positive_int(n_groups, "n_groups")
+    if n_groups < 2:
+        raise ValueError(f"n_groups must be at least 2, got {n_groups}")
+    for name, value in (("n_samples", n_samples), ("reference_samples", reference_samples)):
+        value = check_positive_int(value, name)
+        if value < 2 * n_groups or value % n_groups:
+            raise ValueError(f"{name} must be a multiple of n_groups={n_groups} and at least "
+                             f"{2 * n_groups}, got {value!r}")
+    exact = None
+    if exact_gradient is not None:
+        exact = torch.as_tensor(exact_gradient)
+        if exact.shape != rate.shape:
+            raise ValueError(f"exact_gradient must have rate's shape {tuple(rate.shape)}, "
+                             f"got {tuple(exact.shape)}")
+        exact = exact.detach().reshape(-1).to(device=rate.device, dtype=torch.float64)
+        if not bool(torch.isfinite(exact).all()) or not bool((exact != 0).any()):
+            raise ValueError("exact_gradient must be finite and not all zero")
+    if seed is not None:
+        torch.manual_seed(seed)
+    configs = [(m, None) if m == "score" else (m, t) for m in methods
+               for t in ((None,) if m == "score" else temperatures)]
+    show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")
+    bar = _Progress(len(configs) + (exact is None), show)
+    dim, per_group = rate.numel(), int(n_samples) // n_groups
+
+    reference = None
+    if exact is None:
+        reference = _Groups(n_groups, dim, False, torch.float64, rate.device)
+        ref_per_group = int(reference_samples) // n_groups
+        chunk = max(2, min(ref_per_group, (1 << 22) // dim))
+        for group in range(n_groups):
+            for start in range(0, ref_per_group, chunk):
+                size = min(chunk, ref_per_group - start)
+                size = size if size >= 2 else 2
+                reference.add(group, _draw_gradients("score", rate, None, per_sample_loss, size, {}))
+        bar.step("reference (score)")
+        reference_name = f"score ({int(reference.count.sum())} draws)"
+    else:
+        reference_name = "exact"
+
+    records = EstimatorComparison()
+    for method, tau in configs:
+        start = time.perf_counter()
+        kwargs = dist_kwargs if method == "gsm" else {}
+        draws = _Groups(n_groups, dim, True, torch.float64, rate.device)
+        for group in range(n_groups):
+            draws.add(group, _draw_gradients(method, rate, tau, per_sample_loss, per_group, kwargs))
+        values, errors = _jackknife(draws, reference, exact, n_groups)
+        record = {"method": method, "temperature": tau}
+        for name, value, error in zip(METRICS, values.tolist(), errors.tolist()):
+            record[name], record[f"{name}_se"] = value, error
+        record.update(n_samples=int(n_samples), reference=reference_name,
+                      seconds=time.perf_counter() - start, loss_evaluations=int(n_samples),
+                      reference_loss_evaluations=0 if reference is None else int(reference.count.sum()))
+        records.append(record)
+        bar.step(method if tau is None else f"{method} tau={tau:g}")
+    return records
