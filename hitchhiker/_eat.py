@@ -142,32 +142,40 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
     width = 1 + half_width * temperature - lo
     counts = torch.poisson(rate * width).to(torch.long)
     before = torch.poisson(rate * lo) if (with_relaxed or with_hard) else None
+    ends = counts.cumsum(0)
+    # x = (1 - t)/tau runs from `left` down to -h over the window; left = h unless it is clipped at
+    # t = 0, so when no window is clipped x = h(2u - 1) is the same for every element.
+    left = torch.clamp(1 / temperature, max=half_width)
+    total, same_tau, first_tau, shared = 0, False, None, True
+    if n:
+        # Everything the host needs to know, read in ONE transfer (on a GPU each read is a sync):
+        # the number of window arrivals, whether the batch has one temperature, and whether any
+        # window is clipped at t = 0.
+        total, same_tau, first_tau, shared = torch.stack([
+            ends[-1].to(torch.float64), (temperature == temperature[0]).all().to(torch.float64),
+            temperature[0].to(torch.float64), (left == half_width).all().to(torch.float64),
+        ]).tolist()
+        total, same_tau, shared = int(total), bool(same_tau), bool(shared)
     # One temperature for the whole batch (the usual case): sum f'(x) t directly, one column less.
-    scalar_tau = None
-    if with_rate_grad and not with_temperature_grad and n:
-        first_tau = temperature[:1]
-        if bool((temperature == first_tau).all()):
-            scalar_tau = float(first_tau)
+    scalar_tau = first_tau if (with_rate_grad and not with_temperature_grad and same_tau) else None
     columns = ["value"] * with_relaxed + ["hard"] * with_hard
     if scalar_tau is not None:
         columns.append("slope_t")
     elif with_rate_grad or with_temperature_grad:
         columns += ["slope", "slope_x"]
     sums = {c: torch.zeros_like(rate) for c in columns}
-    ends = counts.cumsum(0)
-    total = int(ends[-1]) if n else 0
     if total:
-        # x = (1 - t)/tau runs from `left` down to -h over the window; left = h unless it is clipped
-        # at t = 0, so when no window is clipped x = h(2u - 1) is the same for every element.
-        left = torch.clamp(1 / temperature, max=half_width)
-        shared = bool((left == half_width).all())
         span = None if shared else left + half_width
         starts = ends - counts
-        slices = torch.arange(0, total, chunk, device=device)
-        first = torch.searchsorted(ends, slices, right=True).tolist()
-        last = torch.searchsorted(ends, (slices + chunk).clamp(max=total) - 1, right=True).tolist()
+        if total <= chunk:  # one slice holds every arrival: no slice bookkeeping, no further sync
+            plan = [(0, 0, n - 1)]
+        else:
+            slices = torch.arange(0, total, chunk, device=device)
+            first = torch.searchsorted(ends, slices, right=True)
+            last = torch.searchsorted(ends, (slices + chunk).clamp(max=total) - 1, right=True)
+            plan = torch.stack([slices, first, last], 1).tolist()
         uniform = torch.empty(min(chunk, total), dtype=dtype, device=device)
-        for start, i0, i1 in zip(slices.tolist(), first, last):
+        for start, i0, i1 in plan:
             stop = min(start + chunk, total)
             if stop - start == total:
                 owners, lengths = slice(0, n), counts

@@ -11,7 +11,8 @@ Every indicator is a function :math:`f(x)` of the scaled distance to the horizon
   ``quintic`` :math:`s = 6u^5 - 15u^4 + 10u^3`; ``cosine`` :math:`s = (1 - \cos \pi u)/2`.
 
 The ramp polynomials are written once and evaluated both on torch tensors (the samplers) and on
-SymPy symbols (:mod:`hitchhiker.moments` derives the Campbell moments from these very definitions).
+SymPy symbols (:mod:`hitchhiker.book.campbell` derives the Campbell moments from these very
+definitions; :mod:`hitchhiker.moments` ships the results as plain torch code, checked against it).
 """
 from __future__ import annotations
 

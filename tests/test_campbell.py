@@ -53,12 +53,14 @@ def test_every_indicator_ships_a_closed_form():
     assert set(CAMPBELL_FACTORS) == set(INDICATORS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_shipped_closed_forms_equal_the_sympy_derivation(name):
     for shipped, derived in zip(shipped_moments(name), campbell_moments(name)):
         assert sp.simplify((shipped - derived).rewrite(sp.log)) == 0, (shipped, derived)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMPACT)
 def test_shipped_window_integrals_equal_their_derivation(name):
     v = sp.Symbol("v", real=True)

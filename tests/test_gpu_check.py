@@ -10,6 +10,7 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
+pytestmark = pytest.mark.slow  # each test runs the script in a subprocess
 
 
 def _run(*args):

@@ -258,6 +258,7 @@ def keep_default_validation():
     Distribution.set_default_validate_args(before)
 
 
+@pytest.mark.slow
 def test_compile_keeps_the_sampler_in_one_graph_with_eager_values(keep_default_validation):
     """Before: 9 graph breaks inside the sampler (11 with GSM's); now only backward() splits."""
     import torch._dynamo
