@@ -77,6 +77,15 @@ class EstimatorComparison(list):
     def recommend(self) -> str:
         return recommend_estimator(self)
 
+    def record(self, method: str, temperature: Optional[float] = None) -> dict:
+        """The record of ``method`` at ``temperature`` (``None`` for the score function)."""
+        found = [r for r in self if r["method"] == method and r["temperature"] == temperature]
+        if not found:
+            have = sorted({(r["method"], r["temperature"]) for r in self}, key=str)
+            raise KeyError(f"no record for method={method!r}, temperature={temperature!r}; "
+                           f"the records hold {have}")
+        return found[0]
+
     def __repr__(self) -> str:
         head = (f"{'method':<12} {'tau':>5} {'cos_mean':>16} {'cos_sample':>16} {'rel. bias':>17} "
                 f"{'rel. variance':>17}")
@@ -120,22 +129,29 @@ def recommend_estimator(records: Sequence[dict]) -> str:
 
 
 class _Groups:
-    """Per-group sums of gradient draws: what the jackknife needs (and the draws, if kept)."""
+    """Per-group sums of gradient draws (what the jackknife needs), and the draws themselves if kept."""
 
     def __init__(self, n_groups: int, dim: int, keep: bool, dtype, device):
         self.sum = torch.zeros(n_groups, dim, dtype=dtype, device=device)
         self.sum_sq = torch.zeros(n_groups, dtype=dtype, device=device)
         self.count = torch.zeros(n_groups, dtype=dtype, device=device)
-        self.draws = [] if keep else None
-        self.owner = []
+        self.keep = keep
+        self._draws, self._owners = [], []
 
     def add(self, group: int, grads: torch.Tensor):
         self.sum[group] += grads.sum(0)
         self.sum_sq[group] += (grads * grads).sum()
         self.count[group] += grads.shape[0]
-        if self.draws is not None:
-            self.draws.append(grads)
-            self.owner.append(torch.full((grads.shape[0],), group, device=grads.device))
+        if self.keep:
+            self._draws.append(grads)
+            self._owners.append(torch.full((grads.shape[0],), group, device=grads.device))
+
+    @property
+    def draws(self):
+        """``(all draws, the group of each)``, concatenated once."""
+        if len(self._draws) > 1:
+            self._draws, self._owners = [torch.cat(self._draws)], [torch.cat(self._owners)]
+        return self._draws[0], self._owners[0]
 
 
 def _trace_cov(total, total_sq, count):
@@ -164,8 +180,7 @@ def _statistics(method: _Groups, reference: Optional[_Groups], exact: Optional[t
     signal = ((g_star * g_star).sum() - ref_floor).clamp_min(tiny)
     method_norm_sq = ((g_bar * g_bar).sum() - tr_cov / n).clamp_min(tiny)
     bias = ((g_bar - g_star) ** 2).sum() - tr_cov / n - ref_floor
-    draws = torch.cat(method.draws)
-    owners = torch.cat(method.owner)
+    draws, owners = method.draws
     kept = draws[keep[owners]]
     cos_mean = (g_bar * g_star).sum() / (method_norm_sq * signal).sqrt()
     cos_sample = ((kept @ g_star) / kept.norm(dim=-1).clamp_min(tiny)).mean() / signal.sqrt()

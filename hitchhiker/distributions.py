@@ -33,7 +33,7 @@ import warnings
 import torch
 from torch.distributions import Distribution, constraints
 
-from ._eat import _is_compiling, check_rate_temperature, eat_rsample
+from ._eat import _functorch_wrappers, _is_compiling, check_rate_temperature, eat_rsample
 from ._validation import (
     as_float_tensor,
     broadcast_pair,
@@ -45,6 +45,7 @@ from ._validation import (
     finite_positive,
 )
 from .indicators import INDICATORS, get_indicator
+from .moments import relaxed_mean, relaxed_variance
 
 #: Largest Poisson mass beyond ``n_categories - 1`` that :class:`GumbelSoftmaxPoisson` drops silently.
 TRUNCATION_TOLERANCE = 1e-4
@@ -55,11 +56,7 @@ def _batched_by_vmap(tensor: torch.Tensor) -> bool:
     functorch = getattr(torch._C, "_functorch", None)
     if functorch is None or not hasattr(functorch, "is_batchedtensor"):
         return False
-    while functorch.is_functorch_wrapped_tensor(tensor):
-        if functorch.is_batchedtensor(tensor):
-            return True
-        tensor = functorch.get_unwrapped(tensor)
-    return False
+    return any(functorch.is_batchedtensor(t) for t in _functorch_wrappers(tensor))
 
 
 def _score_dtype(value: torch.Tensor, rate: torch.Tensor) -> torch.dtype:
@@ -217,16 +214,12 @@ class RelaxedPoisson(_PoissonRelaxation):
     def mean(self):
         if self.hard:
             return self.rate
-        from .moments import relaxed_mean
-
         return relaxed_mean(self.rate, self.temperature, self.indicator.name)
 
     @property
     def variance(self):
         if self.hard:
             return self.rate
-        from .moments import relaxed_variance
-
         return relaxed_variance(self.rate, self.temperature, self.indicator.name)
 
     def rsample(self, sample_shape=torch.Size()):
@@ -238,20 +231,32 @@ class RelaxedPoisson(_PoissonRelaxation):
         return value.to(rate.dtype)
 
 
+def _largest(rate: torch.Tensor) -> float:
+    """The largest rate as a Python number (one host read), 0 for an empty rate."""
+    return float(rate.detach().max()) if rate.numel() else 0.0
+
+
+def _categories_for(top: float) -> int:
+    return int(math.floor(top + 4 * math.sqrt(top) + 5))
+
+
+def _tail_beyond(top: float, n_categories: int) -> float:
+    """:math:`P(X \\ge K)` for :math:`X \\sim \\mathrm{Poisson}(top)`: the regularised lower incomplete gamma."""
+    if top == 0:
+        return 0.0
+    k = torch.tensor(float(n_categories), dtype=torch.float64)
+    return float(torch.special.gammainc(k, torch.tensor(top, dtype=torch.float64)))
+
+
 def default_n_categories(rate: torch.Tensor) -> int:
     r"""The paper's truncation :math:`K = \lfloor \lambda_{max} + 4\sqrt{\lambda_{max}} + 5 \rfloor`."""
-    top = float(rate.detach().max()) if rate.numel() else 0.0
-    return int(math.floor(top + 4 * math.sqrt(top) + 5))
+    return _categories_for(_largest(rate))
 
 
 def truncation_tail_mass(rate: torch.Tensor, n_categories: int) -> float:
     r"""Poisson mass beyond the last category for the largest rate:
     :math:`P(X \ge K) = P(K, \lambda_{max})`, the regularised lower incomplete gamma function."""
-    if rate.numel() == 0:
-        return 0.0
-    wide = torch.float64 if rate.device.type != "mps" else torch.float32
-    top = rate.detach().max().to(wide)
-    return float(torch.special.gammainc(torch.full_like(top, float(n_categories)), top))
+    return _tail_beyond(_largest(rate), n_categories)
 
 
 class GumbelSoftmaxPoisson(_PoissonRelaxation):
@@ -288,20 +293,21 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
             if not _is_compiling() and _batched_by_vmap(self.rate):
                 raise ValueError("GumbelSoftmaxPoisson under vmap needs an explicit n_categories "
                                  "(the default reads the largest rate, which vmap cannot)")
-            n_categories = default_n_categories(self.rate)
-        self.n_categories = check_n_categories(n_categories)
+        # The default K and the truncation check both need the largest rate: read it once.
+        top = None if (n_categories is not None and not self._validate_args) else _largest(self.rate)
+        self.n_categories = check_n_categories(_categories_for(top) if n_categories is None
+                                               else n_categories)
         if self._validate_args:
-            self._check_truncation()
+            self._check_truncation(top)
 
-    def _check_truncation(self):
-        lost = truncation_tail_mass(self.rate, self.n_categories)
+    def _check_truncation(self, top: float):
+        lost = _tail_beyond(top, self.n_categories)
         if lost <= TRUNCATION_TOLERANCE:
             return
-        top = float(self.rate.detach().max())
         message = (f"GumbelSoftmaxPoisson: n_categories={self.n_categories} drops Poisson mass "
                    f"{lost:.3g} beyond category {self.n_categories - 1} at the largest rate "
                    f"{top:.6g} (tolerance {TRUNCATION_TOLERANCE:g}); samples are biased towards "
-                   f"small counts. Use n_categories >= {default_n_categories(self.rate)} (the "
+                   f"small counts. Use n_categories >= {_categories_for(top)} (the "
                    "default) or leave it unset")
         if self._explicit_validation:
             raise ValueError(message)

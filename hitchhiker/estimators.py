@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 
 import torch
 
+from ._validation import as_float_tensor, check_positive_int
 from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, poisson_log_prob
 
 EAT_METHODS = ("eat-cubic", "eat-sigmoid", "eat-linear", "eat-quintic", "eat-cosine")
@@ -58,20 +58,6 @@ def relaxed_sample(method: str, rate, temperature, sample_shape=torch.Size(), **
     return pathwise_distribution(method, rate, temperature, **kwargs).rsample(sample_shape)
 
 
-def _as_real_tensor(value, name: str) -> torch.Tensor:
-    """A real floating tensor from a tensor or a (nested) sequence of numbers, else ``TypeError``."""
-    if not torch.is_tensor(value):
-        try:
-            value = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or a sequence of numbers, "
-                            f"got {type(value).__name__}") from err
-    if value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"{name} must be real-valued, got dtype {value.dtype}")
-    # Integer losses (counts) are fine as values; the mean and the score weights need a float dtype.
-    return value if value.is_floating_point() else value.to(torch.get_default_dtype())
-
-
 def score_function_surrogate(losses, log_probs, baseline: bool = True) -> torch.Tensor:
     r"""Surrogate whose gradient is the score-function (REINFORCE) estimator.
 
@@ -103,8 +89,8 @@ def score_function_surrogate(losses, log_probs, baseline: bool = True) -> torch.
             ``baseline`` is not a bool.
         ValueError: the shapes differ, there is no sample dimension, or the baseline has one sample.
     """
-    losses = _as_real_tensor(losses, "losses")
-    log_probs = _as_real_tensor(log_probs, "log_probs")
+    losses = as_float_tensor(losses, "losses")
+    log_probs = as_float_tensor(log_probs, "log_probs")
     if not isinstance(baseline, bool):
         # bool("no") is True: a string or a tensor here is a mistake, not a choice.
         raise TypeError(f"baseline must be True or False, got {baseline!r}")
@@ -126,28 +112,12 @@ def score_function_surrogate(losses, log_probs, baseline: bool = True) -> torch.
     return losses.mean(0) + score_term - score_term.detach()
 
 
-def _check_n_samples(n_samples):
-    if n_samples is None:
-        return None
-    if isinstance(n_samples, bool):
-        raise TypeError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    try:
-        value = operator.index(n_samples)  # int, numpy integer; refuses 2.5 instead of truncating it
-    except TypeError:
-        raise TypeError(f"n_samples must be a positive integer or None, got {n_samples!r}") from None
-    if value < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {value}")
-    return value
-
-
-def _check_temperature(method: str, temperature, validate_args) -> None:
+def _check_temperature(method: str, temperature) -> None:
+    """A missing temperature, or a bad Python number, is refused here even under
+    ``validate_args=False`` (it costs nothing); a tensor is the distribution's to check."""
     if temperature is None:
         raise ValueError(f"method={method!r} needs a temperature > 0, got None")
     if torch.is_tensor(temperature):
-        # A tensor is checked by the distribution when it validates; checking here too would cost a
-        # device synchronisation per training step under validate_args=False.
-        if validate_args is not False and not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
         return
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"temperature must be a number or a tensor, got {type(temperature).__name__}")
@@ -228,7 +198,7 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
         raise TypeError(f"rate must be a tensor, got {type(rate).__name__}")
     if not rate.is_floating_point():
         raise TypeError(f"rate must be a floating tensor, got dtype {rate.dtype}")
-    n_samples = _check_n_samples(n_samples)
+    n_samples = None if n_samples is None else check_positive_int(n_samples, "n_samples")
     if n_samples is None:
         if rate.dim() == 0:
             raise ValueError("n_samples=None needs a rate whose dimension 0 is the sample dimension; "
@@ -259,7 +229,7 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
     if baseline is not None:
         raise ValueError(f"baseline applies to method='score' only, got baseline={baseline!r} "
                          f"for method={method!r}")
-    _check_temperature(method, temperature, validate_args)
+    _check_temperature(method, temperature)
     dist = pathwise_distribution(method, rate, temperature, validate_args=validate_args, **dist_kwargs)
     z = dist.rsample(sample_shape)
     log_q = dist.log_prob(z) if with_log_prob else None

@@ -40,3 +40,22 @@ def test_method_sweep_labels_a_shared_y_axis_once():
     plot_method_sweep(left, right, table, "loss", "loss (nats)")
     assert right.get_ylabel() == "loss (nats)"
     plt.close("all")
+
+
+def test_estimator_comparison_plots_every_relaxation_and_leaves_out_the_score_function():
+    from hitchhiker.book.plotting import plot_estimator_comparison
+
+    def rec(method, tau, cos, var):
+        return {"method": method, "temperature": tau, "cos_mean": cos, "cos_mean_se": 0.01,
+                "relative_variance": var, "relative_variance_se": 0.1}
+
+    records = [rec("eat-cubic", 0.5, 1.0, 2.0), rec("eat-cubic", 0.1, 0.99, 8.0),
+               rec("gsm", 0.1, 0.98, 20.0), rec("score", None, 1.0, 3000.0)]
+    fig, (top, bottom) = plt.subplots(2, 1)
+    plot_estimator_comparison(top, bottom, records, title="model")
+    curves = {c.get_label(): c.lines[0] for c in bottom.containers}     # one errorbar per method
+    assert set(curves) == {method_style("eat-cubic")["label"], "GSM"}  # the score function left out
+    cubic = curves[method_style("eat-cubic")["label"]]
+    assert list(cubic.get_xdata()) == [0.1, 0.5] and list(cubic.get_ydata()) == [8.0, 2.0]
+    assert bottom.get_yscale() == "log" and top.get_title() == "model"
+    plt.close(fig)

@@ -121,3 +121,30 @@ def plot_method_sweep(ax_score, ax_pathwise, table, metric: str, ylabel: str,
     ax_pathwise.set_xlabel(r"temperature $\tau$")
     ax_pathwise.set_title("pathwise relaxations")
     ax_pathwise.legend(loc="best")
+
+
+def plot_estimator_comparison(ax_cosine, ax_variance, records, title: str | None = None,
+                              methods=None) -> None:
+    """:func:`hitchhiker.compare_estimators` records across temperatures: ``cos_mean`` (top) and the
+    one-draw ``relative_variance`` (bottom, log scale), each with +/-2 standard errors.
+
+    The score function (no temperature) is left out: its variance would flatten every other curve.
+    """
+    rows = [r for r in records if r["temperature"] is not None]
+    methods = methods or list(dict.fromkeys(r["method"] for r in rows))
+    taus = sorted({r["temperature"] for r in rows})
+    for method in methods:
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["temperature"])
+        for ax, metric in ((ax_cosine, "cos_mean"), (ax_variance, "relative_variance")):
+            ax.errorbar([r["temperature"] for r in mine], [r[metric] for r in mine],
+                        yerr=[2 * r[f"{metric}_se"] for r in mine], marker="o", capsize=2,
+                        **method_style(method))
+    for ax in (ax_cosine, ax_variance):
+        _log_axis_ticks(ax, taus)
+    ax_cosine.set_ylabel(r"cosine of $\mathbb{E}[g]$ with $g^*$")
+    ax_variance.set_yscale("log")
+    ax_variance.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax_variance.set_ylabel("relative variance (one draw)")
+    ax_variance.set_xlabel(r"temperature $\tau$")
+    if title:
+        ax_cosine.set_title(title)

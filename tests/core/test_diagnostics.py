@@ -76,6 +76,9 @@ def test_records_and_recommendation():
         for key in ("cos_mean", "cos_sample", "relative_bias", "relative_variance"):
             assert math.isfinite(r[key]) and r[f"{key}_se"] >= 0
         assert r["seconds"] >= 0
+    assert out.record("gsm", 0.5) is out[3] and out.record("score") is out[4]
+    with pytest.raises(KeyError, match="eat-sigmoid"):
+        out.record("eat-sigmoid", 0.1)
     line = recommend_estimator(records)
     assert line.startswith("eat-cubic") and line == out.recommend()
     assert "score" in repr(out).splitlines()[-1]
