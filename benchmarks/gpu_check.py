@@ -214,7 +214,7 @@ def pvae_rows(device, batch, steps):
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            model.loss(x, method, tau, n_samples=n_samples, beta=1.0).backward()
+            model.loss(x, method, tau, n_samples=n_samples, beta=1.0).sum().backward()
             optimizer.step()
 
         seconds = median_time(lambda: [step() for _ in range(steps)], device, 3) / steps
@@ -222,6 +222,23 @@ def pvae_rows(device, batch, steps):
         rows.append(row("pvae", "training steps per second", 1 / seconds, "steps/s", method, "",
                         "" if tau is None else tau, batch,
                         detail=f"S = {n_samples}" if method == "score" else ""))
+    # One step of a 16-run stack (what hitchhiker.book.run_pvae_grid trains) against 16 single runs.
+    members = 16
+    for method, tau in (("exact", None), ("eat-cubic", 0.1)):
+        stack = PoissonVAE(n_inputs=256, n_latents=512, n_members=members).to(device)
+        optimizer = torch.optim.Adamax(stack.parameters(), lr=5e-3)
+        xs = torch.randn(members, batch, 256, device=device)
+        temperature = None if tau is None else torch.full((members,), tau, device=device)
+
+        def stacked_step():
+            optimizer.zero_grad(set_to_none=True)
+            stack.loss(xs, method, temperature, beta=1.0).sum().backward()
+            optimizer.step()
+
+        seconds = median_time(lambda: [stacked_step() for _ in range(steps)], device, 3) / steps
+        rows.append(row("pvae", "stacked-run speed-up", members * per_step[method] / seconds, "x", method,
+                        "", "" if tau is None else tau, batch,
+                        detail=f"{members} runs in one stack against one run at a time"))
     for label, steps_per_run in (("book paper scale", PVAE_BOOK_STEPS),
                                  ("official 3000 epochs", PVAE_OFFICIAL_STEPS)):
         hours = sum(n * steps_per_run * per_step[m] for m, n in PVAE_PAPER_RUNS.items()) / 3600

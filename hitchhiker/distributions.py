@@ -259,6 +259,27 @@ def truncation_tail_mass(rate: torch.Tensor, n_categories: int) -> float:
     return _tail_beyond(_largest(rate), n_categories)
 
 
+def gumbel_softmax_onehot(logits: torch.Tensor, temperature: torch.Tensor,
+                          hard: bool = False) -> torch.Tensor:
+    r"""Gumbel-softmax over arbitrary ``logits`` (last dimension: the ``K`` categories).
+
+    :math:`y = \mathrm{softmax}((\ell + g)/\tau)` with i.i.d. Gumbel(0, 1) noise
+    :math:`g = -\log(-\log u)`, :math:`u \sim U(0, 1)`, one draw per element of ``logits``;
+    ``temperature`` broadcasts against ``logits.shape[:-1]``. ``hard=True`` is straight-through
+    (forward: the one-hot argmax, an exact draw from the categorical of ``softmax(logits)``).
+    The sampler behind :class:`GumbelSoftmaxPoisson`, and the hook for any other count
+    distribution whose categorical logits are known (:mod:`hitchhiker.counts`). The caller checks
+    its arguments.
+    """
+    tau = temperature.to(logits.dtype).unsqueeze(-1)
+    u = torch.rand_like(logits).clamp(torch.finfo(logits.dtype).tiny, 1.0)
+    y = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+    if hard:
+        onehot = torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)
+        y = onehot + (y - y.detach())
+    return y
+
+
 class GumbelSoftmaxPoisson(_PoissonRelaxation):
     r"""Gumbel-softmax relaxation of Poisson(``rate``) truncated to ``n_categories`` values.
 
@@ -318,21 +339,22 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
         rate = self.rate
         # float64 for the logits: k log(lambda) and log k! are both ~1e5 at lambda = 1e4.
         wide = torch.float64 if rate.device.type != "mps" else torch.float32
+        work = compute_dtype(rate.dtype)
         k = torch.arange(self.n_categories, dtype=wide, device=rate.device)
-        safe = rate.to(wide).clamp_min(torch.finfo(wide).tiny).unsqueeze(-1)
-        return (torch.xlogy(k, safe) - torch.lgamma(k + 1)).to(compute_dtype(rate.dtype))
+        safe = rate.detach().to(wide).clamp_min(torch.finfo(wide).tiny)
+        values = (k * safe.log().unsqueeze(-1) - torch.lgamma(k + 1)).to(work)  # log on B, not B x K
+        # The derivatives come from a zero-valued term with the derivatives of k log(lambda) to every
+        # order, in the working dtype: autograd then never runs through the wide K-fold tensor (the
+        # float64 backward of the K-fold product used to be most of GSM's cost).
+        log_rate = rate.to(work).clamp_min(torch.finfo(work).tiny).log().unsqueeze(-1)
+        return values + k.to(work) * (log_rate - log_rate.detach())
 
     def rsample_onehot(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Relaxed one-hot vectors ``y``, shape ``sample_shape + batch_shape + (K,)``."""
         shape = self._extended_shape(sample_shape)
         logits = self.logits().expand(shape + (self.n_categories,))
-        tau = self.temperature.to(logits.dtype).expand(shape).unsqueeze(-1)
-        u = torch.rand_like(logits).clamp(torch.finfo(logits.dtype).tiny, 1.0)
-        y = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
-        if self.hard:
-            onehot = torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)
-            y = onehot + (y - y.detach())
-        return y.to(self.rate.dtype)
+        tau = self.temperature.to(logits.dtype).expand(shape)
+        return gumbel_softmax_onehot(logits, tau, self.hard).to(self.rate.dtype)
 
     def rsample(self, sample_shape=torch.Size()):
         y = self.rsample_onehot(sample_shape)

@@ -156,3 +156,55 @@ def test_truncated_poisson_moments():
         truncated_poisson_moments(3.0, 0)
     with pytest.raises(ValueError, match="rate"):
         truncated_poisson_moments(-3.0, 5)
+
+
+# --- the official bfloat16 pipeline (teaching) -------------------------------------------------------
+
+from hitchhiker.book.fidelity import (  # noqa: E402
+    official_pipeline_eat,
+    official_pipeline_fidelity,
+    official_pipeline_rate,
+)
+
+
+def test_official_pipeline_rate_rounds_log_100_to_the_log_of_99_in_bfloat16():
+    # independent: round log(100) to 8 significant bits by hand, exponentiate, round again
+    log_rate = math.log(100.0)
+    exponent = math.floor(math.log2(log_rate))
+    step = 2.0 ** (exponent - 7)                       # bfloat16: 7 stored mantissa bits
+    rounded = round(log_rate / step) * step            # 4.59375
+    value = math.exp(rounded)                          # 98.87...
+    step_value = 2.0 ** (math.floor(math.log2(value)) - 7)
+    assert official_pipeline_rate(100.0) == round(value / step_value) * step_value == 99.0
+    assert abs(official_pipeline_rate(100.0, torch.float32) - 100.0) < 1e-4
+    assert official_pipeline_rate(2.0, torch.float64) == pytest.approx(2.0, abs=1e-6)
+    with pytest.raises(ValueError, match="rate"):
+        official_pipeline_rate(-1.0)
+    with pytest.raises(ValueError, match="dtype"):
+        official_pipeline_rate(1.0, torch.int64)
+
+
+def test_official_pipeline_in_float64_is_the_fixed_cap_sampler():
+    """Same seed, same arrivals: float64 official pipeline == fixed_cap_eat (cumsum(E/lam) vs cumsum(E)/lam)."""
+    torch.manual_seed(3)
+    ours = official_pipeline_eat(7.0, 0.3, (50, 4), "sigmoid", dtype=torch.float64)
+    torch.manual_seed(3)
+    reference = fixed_cap_eat(torch.tensor(7.0 + float(torch.finfo(torch.float32).eps),
+                                           dtype=torch.float64), 0.3, (50, 4), "sigmoid")
+    assert ours.shape == (50, 4) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, reference.float(), rtol=1e-6, atol=1e-5)
+
+
+def test_official_bfloat16_pipeline_moves_the_cubic_mean_to_99():
+    torch.manual_seed(0)
+    stats_bf16 = official_pipeline_fidelity("eat-cubic", 100.0, 0.5, 4000, 5, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    stats_f32 = official_pipeline_fidelity("eat-cubic", 100.0, 0.5, 4000, 5, dtype=torch.float32)
+    assert stats_bf16["rate_used"] == 99.0 and abs(stats_f32["rate_used"] - 100.0) < 1e-4
+    # float32 fixed cap: its mean loses ~1% (dropped arrivals); bfloat16 loses ~1% more (rate 99)
+    cap_mean = stats_f32["mean_ratio"]
+    assert 0.98 < cap_mean < 0.995
+    assert abs(stats_bf16["mean_ratio"] - 0.99 * cap_mean) < 0.004
+    assert stats_bf16["w1"] > stats_f32["w1"] + 5 * math.hypot(stats_bf16["w1_se"], stats_f32["w1_se"])
+    with pytest.raises(ValueError, match="method"):
+        official_pipeline_fidelity("gsm", 100.0, 0.5, 10, 2)

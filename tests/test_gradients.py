@@ -159,3 +159,133 @@ def test_per_sample_gradients_are_the_formula_with_the_same_draws(method):
         surrogate = reconstruction_loss(relaxed, x, phi).mean(0)
     (expected,) = torch.autograd.grad(surrogate.sum(), theta)
     assert torch.equal(grads, expected * 6)
+
+
+# --- the natural-patch setup, the decoder, the fixed-cap sampler ----------------------------------
+
+from hitchhiker.book.fidelity import fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker.book.gradients import (  # noqa: E402
+    FIXED_CAP_METHODS,
+    RANDOM_ATOMS,
+    main_setup_decoder,
+    random_unit_atoms,
+)
+
+
+def test_random_unit_atoms_are_seeded_unit_columns():
+    phi = random_unit_atoms(16, 40, seed=3)
+    assert phi.shape == (16, 40) and phi.dtype == F64
+    torch.testing.assert_close(phi.norm(dim=0), torch.ones(40, dtype=F64))
+    torch.testing.assert_close(phi, random_unit_atoms(16, 40, seed=3))
+    assert not torch.equal(phi, random_unit_atoms(16, 40, seed=4))
+    with pytest.raises(ValueError, match="n_latents"):
+        random_unit_atoms(16, 0)
+
+
+def test_main_setup_decoder_prefers_the_trained_decoder_and_refuses_a_bad_file(tmp_path):
+    phi, name = main_setup_decoder(tmp_path / "missing.pt", n_pixels=6, n_latents=4)
+    assert name == RANDOM_ATOMS and phi.shape == (6, 4)
+    weight = torch.randn(4, 6)
+    path = tmp_path / "pvae_decoders.pt"
+    torch.save({"exact-seed0": weight, "other": torch.zeros(4, 6)}, path)
+    phi, name = main_setup_decoder(path, n_pixels=6, n_latents=4)
+    assert name == "pvae-exact-seed0"
+    torch.testing.assert_close(phi, weight.T.double())
+    atoms, name = main_setup_decoder(path, n_pixels=6, n_latents=4, use_trained=False)
+    assert name == RANDOM_ATOMS
+    torch.testing.assert_close(atoms, random_unit_atoms(6, 4))
+    with pytest.raises(ValueError, match="no decoder labelled 'missing'"):
+        main_setup_decoder(path, label="missing", n_pixels=6, n_latents=4)
+    with pytest.raises(ValueError, match="shape"):
+        main_setup_decoder(path, n_pixels=5, n_latents=4)
+
+
+def test_fixed_cap_gradients_with_a_generous_cap_match_the_campbell_expectation():
+    """With a cap far above the window the fixed-cap sampler is the untruncated EAT, so its gradients
+    average to the closed-form expected gradient; with the official cap at large lambda*tau they do not."""
+    from hitchhiker.book import gradients as module
+
+    log_rate, x, phi = small_problem(rate=3.0)
+    expected = expected_eat_gradient("eat-sigmoid", log_rate, x, phi, 0.5)
+    torch.manual_seed(0)
+    grads = per_sample_gradients("fixed-cap-eat-sigmoid", log_rate, x, phi, 0.5, n_samples=20_000)
+    assert grads.shape == (20_000,) + log_rate.shape
+    # the official cap at rate 3 * e^0.3 holds ~10 arrivals; the sigmoid's window reaches far beyond
+    # t = 1 + tau, so the mean of the capped gradient differs from the untruncated one
+    mean, se = grads.mean(0), grads.std(0) / math.sqrt(grads.shape[0])
+    assert ((mean - expected).abs() / se).max() > 6
+    original = module.fixed_cap_eat
+
+    def generous(rate, temperature, sample_shape=(), indicator="cubic", rate_max=None, tail=1e-3):
+        return original(rate, temperature, sample_shape, indicator, rate_max=40 * rate_max, tail=tail)
+
+    module.fixed_cap_eat = generous
+    try:
+        torch.manual_seed(1)
+        wide = per_sample_gradients("fixed-cap-eat-sigmoid", log_rate, x, phi, 0.5, n_samples=20_000)
+    finally:
+        module.fixed_cap_eat = original
+    assert_mean_matches(wide, expected)
+    assert fixed_cap_n_arrivals(float(log_rate.max().exp())) < 15
+
+
+def test_fixed_cap_gradients_are_sliced_without_changing_the_law(monkeypatch):
+    from hitchhiker.book import gradients as module
+
+    log_rate, x, phi = small_problem(rate=5.0)
+    monkeypatch.setattr(module, "_MAX_FIXED_CAP_ELEMENTS", 64)  # forces slices of one or two samples
+    torch.manual_seed(2)
+    grads = per_sample_gradients("fixed-cap-eat-cubic", log_rate, x, phi, 0.1, n_samples=4_000)
+    assert grads.shape == (4_000,) + log_rate.shape
+    # at tau = 0.1 the cubic window ends at t = 1.1, within the cap: unbiased for the Campbell gradient
+    assert_mean_matches(grads, expected_eat_gradient("eat-cubic", log_rate, x, phi, 0.1))
+
+
+def test_natural_patch_sweep_uses_the_given_items_and_labels_the_rows():
+    phi = random_unit_atoms(9, 12, seed=0)
+    data = torch.randn(10, 9, generator=torch.Generator().manual_seed(0))
+    methods = ["eat-cubic", "eat-sigmoid", "gsm"] + list(FIXED_CAP_METHODS)
+    rows = gradient_quality_sweep(phi.float(), [2.0, 20.0], [0.5], methods, n_samples=30, n_items=4,
+                                  seed=0, data=data, decoder="test-atoms")
+    assert len(rows) == 2 * len(methods)
+    assert {r["setup"] for r in rows} == {"natural-patches"} and {r["decoder"] for r in rows} == {"test-atoms"}
+    by_key = {(r["method"], r["rate"]): r for r in rows}
+    for rate in (2.0, 20.0):
+        # the exact CosMean is the cosine of the closed-form expected gradient with g*, item by item
+        x = data[:4].double()
+        theta = torch.full((4, 12), math.log(rate), dtype=F64)
+        phi32 = phi.float().double()  # the sweep's exact quantities use the float32 decoder it was given
+        g_star, _ = linear_decoder_grad_hessian(theta, x, phi32)
+        expected = expected_eat_gradient("eat-sigmoid", theta, x, phi32, 0.5)
+        cos = torch.nn.functional.cosine_similarity(expected, g_star, dim=-1).mean().item()
+        assert by_key[("eat-sigmoid", rate)]["cos_mean_exact"] == pytest.approx(cos, rel=1e-12)
+        assert math.isnan(by_key[("fixed-cap-eat-cubic", rate)]["cos_mean_exact"])
+        assert math.isnan(by_key[("gsm", rate)]["bias_energy_exact"])
+    model = gradient_quality_sweep(phi.float(), [2.0], [0.5], ["eat-cubic"], n_samples=10, n_items=3)
+    assert model[0]["setup"] == "model-generated" and model[0]["decoder"] == "custom"
+    with pytest.raises(ValueError, match="data"):
+        gradient_quality_sweep(phi, [2.0], [0.5], ["eat-cubic"], n_items=3, data=torch.zeros(3, 8))
+    with pytest.raises(ValueError, match="n_items"):
+        gradient_quality_sweep(phi, [2.0], [0.5], ["eat-cubic"], n_items=11, data=data)
+    with pytest.raises(ValueError, match="rates"):
+        gradient_quality_sweep(phi, [0.0], [0.5], ["eat-cubic"], n_items=3)
+
+
+def test_expected_quality_is_the_large_sample_limit_of_the_measured_one():
+    """Independent check: the exact expected-gradient metrics against a Monte Carlo with many samples."""
+    from hitchhiker.book.gradients import expected_eat_quality
+    from hitchhiker.metrics import gradient_quality
+
+    log_rate, x, phi = small_problem(rate=4.0)
+    g_star, hessian = linear_decoder_grad_hessian(log_rate, x, phi)
+    exact = expected_eat_quality("eat-sigmoid", log_rate, x, phi, 0.5)
+    assert exact == expected_eat_quality("eat-sigmoid", log_rate, x, phi, 0.5, g_star, hessian)
+    torch.manual_seed(5)
+    grads = per_sample_gradients("eat-sigmoid", log_rate, x, phi, 0.5, n_samples=40_000)
+    measured = gradient_quality(grads, g_star, hessian)
+    assert measured["CosMean"] == pytest.approx(exact["cos_mean"], abs=2e-3)
+    # measured BiasEnergy = true bias energy + noise floor (to Monte Carlo error)
+    assert measured["BiasEnergy"] - measured["BiasEnergyFloor"] == pytest.approx(exact["bias_energy"], rel=0.1)
+    cubic = expected_eat_quality("eat-cubic", log_rate, x, phi, 0.5)
+    bias = -(9 * 0.5 / 35) * log_rate.exp() * (phi**2).sum(0)   # closed-form cubic bias
+    assert cubic["rel_bias"] == pytest.approx(float((bias.norm(dim=-1) / g_star.norm(dim=-1)).mean()))

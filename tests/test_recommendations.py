@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,6 +64,19 @@ def task_table(spread: dict, column: str, base: float, sign: float = 1.0) -> pd.
     return pd.DataFrame(rows)
 
 
+def generalization_table(relative_gaps: dict, elbo: float = -100.0) -> pd.DataFrame:
+    """``generalization.csv``-shaped rows: on two data sets, each method's best test ELBO lies its
+    relative gap below the best (score, at 0, is the best)."""
+    rows = []
+    for family, regime in (("com-poisson", "over"), ("negative-binomial", "strong")):
+        for method, gap in {**relative_gaps, "score": 0.0}.items():
+            for tau, worse in ((0.1, 0.0), (0.5, 0.05)):
+                rows.append({"family": family, "regime": regime, "dispersion": 0.5, "method": method,
+                             "temperature": None if method == "score" else tau, "n_samples": 1, "seed": 0,
+                             "test_elbo": elbo * (1 + gap) * (1 + worse)})
+    return pd.DataFrame(rows).drop_duplicates(subset=["family", "method", "temperature"])
+
+
 def paper_like_results() -> dict:
     """Numbers shaped like the paper's findings (cubic best, sigmoid collapses at high rate and tau)."""
     return {
@@ -72,6 +86,7 @@ def paper_like_results() -> dict:
         "pvae": task_table({"eat-cubic": 0.001, "eat-sigmoid": 0.005, "gsm": 0.02}, "val_nelbo", 120.0),
         "poglm": task_table({"eat-cubic": 0.0005, "eat-sigmoid": 0.001, "gsm": 0.001}, "test_elbo",
                             300.0, sign=-1.0),
+        "generalization": generalization_table({"eat-cubic": 0.05, "eat-sigmoid": 0.04, "gsm": 0.001}),
     }
 
 
@@ -176,8 +191,24 @@ def test_missing_tables_give_na_and_are_reported():
 def test_no_results_at_all_still_gives_a_table():
     table = recommendation_table({})
     assert (table[list(rec.MEASURED_COLUMNS)] == "n/a").all().all()
+    assert (table["generalizability"] == "n/a").all()
+    # nothing measured: the default by the tie-break, no "Non-Poisson data" without evidence
+    assert list(table["recommendation"]) == ["Default choice", "Max smoothness", "-"]
+
+
+def test_non_poisson_label_is_earned_by_measurement_only():
+    results = paper_like_results()
+    table = recommendation_table(results)
+    evidence = evidence_table(results)
+    np.testing.assert_allclose(evidence["generalizability"], [0.05, 0.04, 0.001], rtol=1e-9)
     assert list(table["generalizability"]) == ["poor", "poor", "good"]
-    assert sorted(table["recommendation"]) == sorted(rec.LABELS)
+    # every method as good as the best on non-Poisson data: nobody earns the label
+    results["generalization"] = generalization_table({"eat-cubic": 0.001, "eat-sigmoid": 0.002, "gsm": 0.001})
+    table = recommendation_table(results)
+    assert (table["generalizability"] == "good").all()
+    assert list(table["recommendation"]) == ["Default choice", "Max smoothness", "-"]
+    assert missing_evidence({k: v for k, v in results.items() if k != "generalization"}) == {
+        "generalizability": ["generalization"]}
 
 
 def test_a_method_absent_from_a_table_is_na_for_that_column():
@@ -283,3 +314,88 @@ def test_truncation_tail_mass_is_the_poisson_survival_function():
         rec.truncation_tail_mass(5.0, 0)
     with pytest.raises(ValueError, match="rate"):
         rec.truncation_tail_mass(float("nan"), 5)
+
+
+# --- the gradient setup, its sensitivity, the POGLM regime --------------------------------------------
+
+def two_setup_gradients() -> pd.DataFrame:
+    """Natural patches: the sigmoid is fine; model-generated: its bias dominates. Plus fixed-cap rows,
+    an indefinite low-rate row that must be ignored, and the score function."""
+    natural = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 0.02, "gsm": 0.01},
+                              {"eat-cubic": 1.0, "eat-sigmoid": 0.5, "gsm": 4.0})
+    natural["setup"] = "natural-patches"
+    model = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 8.0, "gsm": 0.01},
+                            {"eat-cubic": 1.0, "eat-sigmoid": 0.9, "gsm": 5.0})
+    model["setup"] = "model-generated"
+    capped = gradients_table({"eat-cubic": 0.003, "eat-sigmoid": 0.4}, {"eat-cubic": 0.9, "eat-sigmoid": 0.05})
+    capped = capped[capped["method"] != "score"]
+    capped["method"] = "fixed-cap-" + capped["method"]
+    capped["setup"] = "natural-patches"
+    indefinite = pd.DataFrame([{"method": "eat-cubic", "rate": 0.1, "temperature": 0.1, "cos_mean": 0.2,
+                                "cos_sample": 0.1, "bias_energy": 50.0, "noise_energy": 1e3,
+                                "setup": "natural-patches", "indefinite_fraction": 0.25}])
+    table = pd.concat([natural, model, capped, indefinite], ignore_index=True)
+    table["indefinite_fraction"] = table["indefinite_fraction"].fillna(0.0)
+    return table
+
+
+def test_gradient_columns_rate_the_chosen_setup():
+    results = {"gradients": two_setup_gradients()}
+    assert rec.GRADIENT_SETUP == "natural-patches"
+    main = evidence_table(results)
+    assert main.loc["eat-sigmoid", "gradient bias"] == pytest.approx(0.02)
+    assert main.loc["eat-cubic", "gradient bias"] == pytest.approx(0.001)   # the indefinite row is ignored
+    assert main.loc["eat-sigmoid", "gradient variance"] == pytest.approx(1.0)
+    assert main.loc["gsm", "gradient variance"] == pytest.approx(8.0)
+    other = evidence_table(results, gradient_setup="model-generated")
+    assert other.loc["eat-sigmoid", "gradient bias"] == pytest.approx(8.0)
+    assert recommendation_table(results).loc["eat-sigmoid", "gradient bias"] == "good"
+    assert recommendation_table(results, gradient_setup="model-generated").loc["eat-sigmoid",
+                                                                               "gradient bias"] == "poor"
+    with pytest.raises(ValueError, match="setup='paper-figure'"):
+        evidence_table(results, gradient_setup="paper-figure")
+    # a table from before the setup column: every row counts
+    legacy = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 8.0, "gsm": 0.01},
+                             {"eat-cubic": 1.0, "eat-sigmoid": 0.9, "gsm": 5.0})
+    assert evidence_table({"gradients": legacy}).loc["eat-sigmoid", "gradient bias"] == pytest.approx(8.0)
+
+
+def test_gradient_setup_sensitivity_lists_every_setup_and_the_fixed_cap():
+    sensitivity = rec.gradient_setup_sensitivity(two_setup_gradients())
+    setups = list(dict.fromkeys(sensitivity.index.get_level_values("setup")))
+    assert setups == ["natural-patches", "model-generated", rec.FIXED_CAP_VARIANT]
+    assert sensitivity.loc[("natural-patches", "eat-sigmoid"), "gradient bias"] == "good"
+    assert sensitivity.loc[("model-generated", "eat-sigmoid"), "gradient bias"] == "poor"
+    # fixed cap: the EAT rows are the fixed-cap ones (measured bias, no closed form), GSM unchanged
+    capped = sensitivity.loc[rec.FIXED_CAP_VARIANT]
+    assert capped.loc["eat-sigmoid", "bias evidence"] == pytest.approx(0.4)
+    assert capped.loc["eat-sigmoid", "gradient bias"] == "fair"
+    assert capped.loc["gsm", "bias evidence"] == pytest.approx(0.01)
+    assert capped.loc["gsm", "variance evidence"] == pytest.approx(4.0 / 0.05)
+    # consistent with the table itself on the main setup
+    main = evidence_table({"gradients": two_setup_gradients()})
+    for method in rec.TABLE_METHODS:
+        assert sensitivity.loc[("natural-patches", method), "bias evidence"] == main.loc[method, "gradient bias"]
+    assert len(rec.gradient_setup_sensitivity(two_setup_gradients(), with_fixed_cap=False)) == 6
+    with pytest.raises(ValueError, match="setup"):
+        rec.gradient_setup_sensitivity(gradients_table({"gsm": 0.1}, {"gsm": 1.0}))
+
+
+def test_robustness_reads_the_paper_regime_of_the_poglm():
+    paper = task_table({"eat-cubic": 0.001, "eat-sigmoid": 0.01, "gsm": 0.02}, "test_elbo", 300.0, sign=-1.0)
+    paper["regime"] = "paper"
+    other = task_table({"eat-cubic": 0.5, "eat-sigmoid": 0.001, "gsm": 0.001}, "test_elbo", 300.0, sign=-1.0)
+    other["regime"] = "intended"
+    poglm = pd.concat([paper, other], ignore_index=True)
+    evidence = evidence_table({"poglm": poglm})["temperature robustness"]
+    expected = evidence_table({"poglm": paper.drop(columns="regime")})["temperature robustness"]
+    pd.testing.assert_series_equal(evidence, expected)
+    assert evidence["eat-cubic"] == pytest.approx(0.4)
+
+
+def test_every_measured_column_has_one_evidence_function():
+    assert set(rec.EVIDENCE_FUNCTIONS) == set(rec.MEASURED_COLUMNS)
+    results = paper_like_results()
+    for column, function in rec.EVIDENCE_FUNCTIONS.items():
+        pd.testing.assert_series_equal(function(results, Thresholds()), evidence_table(results)[column],
+                                       check_names=False)

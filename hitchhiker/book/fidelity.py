@@ -274,3 +274,79 @@ def time_rsample(method: str, rate: float, temperature: float, n_samples: int,
     finally:
         torch.set_num_threads(threads)
     return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# The official analysis pipeline, for teaching: reduced precision, rate rounding and the fixed cap.
+# ---------------------------------------------------------------------------------------------------
+
+#: The float32 machine epsilon the official sampler adds to every rate (``exp(log_rate) + eps``).
+_OFFICIAL_RATE_EPS = float(torch.finfo(torch.float32).eps)
+
+
+def official_pipeline_rate(rate: float, dtype=torch.bfloat16) -> float:
+    r"""The rate the official analysis actually samples at when asked for ``rate`` in ``dtype``.
+
+    The official sweep stores :math:`\log\lambda` in ``dtype`` and the sampler uses
+    :math:`\exp(\log\lambda) + \epsilon_{32}`, evaluated in ``dtype``. In bfloat16 (8 significant
+    bits) :math:`\log 100 = 4.6052` rounds to :math:`4.59375` and its exponential to **99.0**, so the
+    relaxed samples are drawn at rate 99 while the exact Poisson reference (drawn from the rate
+    itself, which bfloat16 holds exactly) stays at 100. In float32 the shift is below :math:`10^{-5}`.
+    """
+    rate = _as_float(rate, "rate")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be finite and > 0, got {rate}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    log_rate = torch.tensor(math.log(rate), dtype=dtype)
+    return float(torch.exp(log_rate) + torch.tensor(_OFFICIAL_RATE_EPS, dtype=dtype))
+
+
+def official_pipeline_eat(rate: float, temperature: float, sample_shape, indicator: str = "cubic",
+                          dtype=torch.bfloat16, device=None, tail: float = 1e-3) -> torch.Tensor:
+    r"""TEACHING ONLY -- relaxed EAT samples as the official fidelity analysis draws them. Biased.
+
+    Every step runs in ``dtype`` (bfloat16 in the official analysis): the rate is
+    :func:`official_pipeline_rate` (so :math:`\lambda = 100` becomes 99 in bfloat16), the number of
+    arrivals is the fixed cap :func:`fixed_cap_n_arrivals` of that rate, the inter-arrival times
+    :math:`E_i/\lambda`, their cumulative sum, :math:`f((1 - t_i)/\tau)` and the sum over arrivals are
+    all rounded to ``dtype``. Returns the samples converted to float32, shape ``sample_shape``.
+    With ``dtype=torch.float32`` this is the fixed-cap sampler without the precision loss
+    (the same law as :func:`fixed_cap_eat`). Use :class:`~hitchhiker.RelaxedPoisson` for real work.
+    """
+    rate, temperature = _check_rate_temperature(rate, temperature)
+    f = get_indicator(indicator)
+    used = official_pipeline_rate(rate, dtype)
+    n = fixed_cap_n_arrivals(used, tail)
+    rate_t = torch.tensor(used, dtype=dtype, device=device)
+    shape = torch.Size(sample_shape)
+    per_row = max(1, math.prod(shape[1:]) * n)
+    rows = max(1, _MAX_ELEMENTS // per_row)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, shape[0] if len(shape) else 1, rows):
+            size = (min(rows, shape[0] - start),) + shape[1:] if len(shape) else ()
+            waits = torch.empty(tuple(size) + (n,), dtype=dtype, device=device).exponential_() / rate_t
+            times = waits.cumsum(-1)
+            parts.append(f((1 - times) / temperature).sum(-1).to(torch.float32))
+    return torch.cat(parts) if len(shape) else parts[0]
+
+
+def official_pipeline_fidelity(method: str, rate: float, temperature: float, n_samples: int = 50_000,
+                               n_trials: int = 100, dtype=torch.bfloat16, device=None) -> dict:
+    """TEACHING ONLY -- the fidelity statistics of :func:`official_pipeline_eat` samples.
+
+    ``method`` is ``"eat-cubic"`` or ``"eat-sigmoid"``. The exact reference is drawn at the *requested*
+    ``rate`` (as the official analysis does; its counts are exact integers in bfloat16 up to 256) and
+    the statistics are those of :func:`fidelity_from_samples` (computed in float64, so only the
+    sampling carries the reduced precision). Adds ``rate_used``, the rate the relaxed samples were
+    actually drawn at.
+    """
+    check_method(method, ("eat-cubic", "eat-sigmoid"))
+    _check_sizes(n_samples, n_trials)
+    rate, temperature = _check_rate_temperature(rate, temperature)
+    relaxed = official_pipeline_eat(rate, temperature, (n_trials, n_samples), method.split("-", 1)[1],
+                                    dtype, device)
+    exact = torch.poisson(torch.full((n_trials, n_samples), rate, dtype=torch.float32,
+                                     device=relaxed.device))
+    return {**fidelity_from_samples(relaxed, exact, rate), "rate_used": official_pipeline_rate(rate, dtype)}

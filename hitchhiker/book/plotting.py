@@ -148,3 +148,24 @@ def plot_estimator_comparison(ax_cosine, ax_variance, records, title: str | None
     ax_variance.set_xlabel(r"temperature $\tau$")
     if title:
         ax_cosine.set_title(title)
+
+
+def plot_learning_curves(ax, curves, x: str, y: str, ylabel: str, xlabel: str | None = None,
+                         keys=("method", "temperature", "n_samples", "seed", "tau_schedule"),
+                         last_quarter: bool = True) -> None:
+    """One line per run (``curves`` rows grouped by ``keys``), coloured by method; with
+    ``last_quarter`` a dashed line marks the start of the last quarter of training, over which the
+    book calls a curve flat when it improves by less than 0.5%."""
+    keys = [k for k in keys if k in curves]
+    seen = set()
+    for key, run in curves.groupby(keys, dropna=False, sort=False):
+        method = key[0] if isinstance(key, tuple) else key
+        run = run.sort_values(x)
+        ax.plot(run[x], run[y], color=method_color(method), lw=0.9, alpha=0.7,
+                label=None if method in seen else method_label(method))
+        seen.add(method)
+    if last_quarter:
+        ax.axvline(0.75 * float(curves[x].max()), color="0.4", ls="--", lw=0.8)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best")

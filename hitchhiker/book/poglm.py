@@ -49,8 +49,13 @@ POGLM_METHODS = ("eat-sigmoid", "eat-cubic", "gsm", "score")
 #: The Gumbel-softmax truncation the POGLM uses: a small fixed number of categories (counts 0..7),
 #: the official code's default ``upperbound``. Rates are clamped at 10, so mass above 7 is dropped.
 POGLM_GSM_CATEGORIES = 8
-#: Standard deviation of the ground-truth weights and biases (Gaussian); the scale the official data
-#: generator intended to set.
+#: The two ground-truth regimes. ``"paper"``: what the paper's data were actually generated from --
+#: the official generator meant to draw Gaussian weights but assigned them to an unused attribute, so
+#: the ``Conv1d`` layer's default initialisation generated the data, :math:`W, b \sim U(\pm 1/\sqrt{NL})`
+#: (:math:`1/\sqrt{15} \approx 0.258` for 5 neurons and 3 taps). ``"stress"``: the Gaussian
+#: :math:`W, b \sim \mathcal N(0, 0.5^2)` the generator intended, whose rates often sit at the clamp.
+POGLM_REGIMES = ("paper", "stress")
+#: Standard deviation of the ground-truth weights and biases in the ``"stress"`` regime.
 TRUE_WEIGHT_SCALE = 0.5
 TRUE_BIAS_SCALE = 0.5
 
@@ -155,7 +160,8 @@ class POGLMData:
 
     ``train``/``test``: ``(n_sequences, N, n_bins)`` spike counts (visible rows first, then hidden);
     ``train_rates``/``test_rates``: the true rates behind them; ``weight`` ``(N, N, L)`` and ``bias``
-    ``(N,)``: the ground-truth generative parameters; ``seed``: the generator's seed.
+    ``(N,)``: the ground-truth generative parameters; ``seed``: the generator's seed; ``regime``: which
+    ground truth (:data:`POGLM_REGIMES`); ``max_rate``: the clamp.
     """
 
     train: torch.Tensor
@@ -167,9 +173,17 @@ class POGLMData:
     n_visible: int
     n_hidden: int
     seed: int
+    regime: str = "paper"
+    max_rate: float = 10.0
+
+    def clamp_share(self) -> float:
+        """Share of all bins (train and test, every neuron) whose true rate sits at the clamp."""
+        rates = torch.cat([self.train_rates.flatten(), self.test_rates.flatten()])
+        return float((rates >= self.max_rate).double().mean())
 
     def true_model(self, **kwargs) -> POGLM:
         """A :class:`POGLM` whose generative weights are the ground truth (posterior left at its init)."""
+        kwargs.setdefault("max_rate", self.max_rate)
         model = POGLM(self.n_visible, self.n_hidden, self.weight.shape[-1], **kwargs)
         with torch.no_grad():
             model.generative.weight.copy_(self.weight)
@@ -178,33 +192,52 @@ class POGLMData:
 
 
 def simulate_poglm_data(seed: int = 0, n_visible: int = 3, n_hidden: int = 2, history: int = 3,
-                        n_bins: int = 100, n_train: int = 40, n_test: int = 20,
-                        weight_scale: float = TRUE_WEIGHT_SCALE, bias_scale: float = TRUE_BIAS_SCALE,
+                        n_bins: int = 100, n_train: int = 40, n_test: int = 20, *, regime: str = "paper",
+                        weight_scale: Optional[float] = None, bias_scale: Optional[float] = None,
                         max_rate: float = 10.0) -> POGLMData:
     r"""Draw ground-truth parameters and sample spike trains ancestrally (the paper's Figure 4 setup).
 
-    Ground truth: :math:`W_{n,m,k} \sim \mathcal N(0, \sigma_W^2)`, :math:`b_n \sim \mathcal N(0,
-    \sigma_b^2)` with :math:`\sigma_W` = ``weight_scale`` and :math:`\sigma_b` = ``bias_scale`` (both 0.5
-    by default), drawn from a ``torch.Generator`` seeded with ``seed`` -- and actually written into the
-    model that samples. Each sequence starts from zero history.
+    Ground truth, drawn from a ``torch.Generator`` seeded with ``seed`` and actually written into the
+    model that samples:
+
+    * ``regime="paper"``: :math:`W_{n,m,k} \sim U(-a_W, a_W)`, :math:`b_n \sim U(-a_b, a_b)`, with
+      :math:`a_W = a_b = 1/\sqrt{NL}` unless ``weight_scale``/``bias_scale`` (the half-widths) are given:
+      the ``Conv1d`` default initialisation that generated the paper's data;
+    * ``regime="stress"``: :math:`W_{n,m,k} \sim \mathcal N(0, \sigma_W^2)`, :math:`b_n \sim
+      \mathcal N(0, \sigma_b^2)` with standard deviations ``weight_scale``/``bias_scale`` (0.5 unless
+      given), the generator's intended Gaussian.
+
+    Each sequence starts from zero history.
     """
+    if regime not in POGLM_REGIMES:
+        raise ValueError(f"regime must be one of {POGLM_REGIMES}, got {regime!r}")
     for name, value in (("weight_scale", weight_scale), ("bias_scale", bias_scale)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be >= 1, got {n_train} and {n_test}")
     generator = torch.Generator().manual_seed(int(seed))
     model = POGLM(n_visible, n_hidden, history, max_rate=max_rate)
     n = model.n_neurons
-    weight = weight_scale * torch.randn(n, n, history, generator=generator)
-    bias = bias_scale * torch.randn(n, generator=generator)
+    if regime == "paper":
+        default = 1.0 / math.sqrt(n * history)          # Conv1d's default bound, 1/sqrt(fan_in)
+        a_w = default if weight_scale is None else weight_scale
+        a_b = default if bias_scale is None else bias_scale
+        weight = a_w * (2 * torch.rand(n, n, history, generator=generator) - 1)
+        bias = a_b * (2 * torch.rand(n, generator=generator) - 1)
+    else:
+        s_w = TRUE_WEIGHT_SCALE if weight_scale is None else weight_scale
+        s_b = TRUE_BIAS_SCALE if bias_scale is None else bias_scale
+        weight = s_w * torch.randn(n, n, history, generator=generator)
+        bias = s_b * torch.randn(n, generator=generator)
     with torch.no_grad():
         model.generative.weight.copy_(weight)
         model.generative.bias.copy_(bias)
     train, train_rates = model.sample(n_train, n_bins, generator)
     test, test_rates = model.sample(n_test, n_bins, generator)
     return POGLMData(train, test, train_rates, test_rates, weight.clone(), bias.clone(),
-                     n_visible, n_hidden, int(seed))
+                     n_visible, n_hidden, int(seed), regime, float(max_rate))
 
 
 def _check_samples(n_samples) -> int:
@@ -302,6 +335,28 @@ def recovery_errors(model: POGLM, true_weight: torch.Tensor, true_bias: torch.Te
     return {"weight_error": float((learned - true_weight.cpu()).abs().mean()),
             "bias_error": float((bias - true_bias.cpu()).abs().mean()),
             "permutation": perm, "weight": learned}
+
+
+#: The blocks of the connectivity that :func:`block_errors` reports, ``target<-source``.
+POGLM_BLOCKS = ("vis<-vis", "vis<-hid", "hid<-vis", "hid<-hid", "all")
+
+
+def block_errors(true_weight: torch.Tensor, learned_weight: torch.Tensor, n_visible: int) -> dict:
+    r"""Mean absolute weight error per block of the connectivity, after matching the hidden neurons.
+
+    The hidden relabelling is the one :func:`match_hidden_neurons` picks on the whole matrix. Blocks
+    (rows are targets, columns sources): ``"vis<-vis"`` = :math:`W_{1:V,1:V}`, ``"vis<-hid"`` (hidden
+    drive the visible), ``"hid<-vis"``, ``"hid<-hid"``, and ``"all"``. Every tap counts once, so
+    ``"all"`` is the tap-weighted mean of the four blocks. ``learned_weight = 0`` gives the error of
+    guessing :math:`W = 0`.
+    """
+    perm = match_hidden_neurons(true_weight, learned_weight, n_visible)
+    learned = learned_weight.detach().to(true_weight)[perm][:, perm]
+    error = (learned - true_weight).abs()
+    v = n_visible
+    blocks = {"vis<-vis": error[:v, :v], "vis<-hid": error[:v, v:], "hid<-vis": error[v:, :v],
+              "hid<-hid": error[v:, v:], "all": error}
+    return {name: float(block.mean()) for name, block in blocks.items()}
 
 
 def train_poglm(data: POGLMData, method: str, temperature: Optional[float] = None, n_samples: int = 1, *,

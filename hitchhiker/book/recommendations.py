@@ -24,21 +24,35 @@ temperature robustness   ``pvae.csv``, ``poglm.csv``  relative spread of the see
                                                       \min_\tau L) / |\min_\tau L|`, divided by the
                                                       smallest :math:`s` of the three methods (at least
                                                       ``negligible_spread``); the worse of the two tasks
-                                                      (:math:`L` = ``val_nelbo``, resp. ``-test_elbo``)
+                                                      (:math:`L` = ``val_nelbo``, resp. ``-test_elbo``;
+                                                      POGLM rows with ``regime == "paper"`` when the
+                                                      table has a ``regime`` column)
 =======================  ===========================  ==================================================
 
-**Generalizability (non-Poisson data)** is decided by construction, not measured: an EAT sample is a
-(relaxed) count of a Poisson process, so it can only represent Poisson distributions; GSM is a
-Gumbel-softmax over ``K`` categories whose logits may be any vector, so it can represent any
-distribution on :math:`0, \dots, K-1` (:data:`REPRESENTS`). ``good`` = any distribution on
-:math:`0..K-1`, ``poor`` = Poisson only.
+**Which gradient setup.** ``gradients.csv`` holds two setups (its ``setup`` column); the gradient
+columns are rated on :data:`GRADIENT_SETUP` = ``"natural-patches"``, the paper's setup (external data
+and decoder, every latent at one rate), and :func:`gradient_setup_sensitivity` shows the ratings on
+every setup side by side. Rows whose Hessian is indefinite for some data item
+(``indefinite_fraction > 0``, rates :math:`\lambda \lesssim 1`) are left out of both gradient
+columns: their energy ratios are not meaningful. Fixed-cap rows (method names ``fixed-cap-...``) are
+not among the rated methods.
+
+**Generalizability (non-Poisson data)** is measured on the latent COM-Poisson and negative-binomial
+models of ``generalization.csv`` (:func:`hitchhiker.book.generalization.generalization_evidence`):
+a method's evidence is its worst relative test-ELBO gap to the best method over every family and
+dispersion, each method at its best temperature; ``good`` within 1%, ``fair`` within 3%
+(:data:`~hitchhiker.book.generalization.GENERALIZATION_THRESHOLDS`), ``poor`` beyond. What each
+relaxation can *represent* (:data:`REPRESENTS`: an EAT sample is a relaxed Poisson count, GSM any
+distribution on :math:`0, \dots, K-1`) is a fact about the samplers, not a rating.
 
 **Recommendation.** Each method scores the mean of its measured ratings (good 2, fair 1, poor 0;
 ``n/a`` left out). The labels are then handed out in this order, each to one method:
 
 1. ``"Default choice"``: the highest score (ties: better fidelity rating, then the order of
    :data:`TABLE_METHODS`);
-2. ``"Non-Poisson data"``: among the others, the method that represents any distribution;
+2. ``"Non-Poisson data"``: among the others, the one with the best generalizability evidence, if
+   its generalizability rating is better than the default choice's (a label earned by measurement:
+   when every method rates the same, nobody gets it);
 3. ``"Max smoothness"``: among the rest, a relaxation of the highest smoothness of all
    (:data:`SMOOTHNESS`: the sigmoid is :math:`C^\infty` with a nonzero gradient for every arrival,
    the cubic ramp only :math:`C^1`).
@@ -71,14 +85,19 @@ COLUMNS = MEASURED_COLUMNS + (GENERALIZABILITY, RECOMMENDATION)
 RATING_LEVELS = ("poor", "fair", "good")
 MISSING = "n/a"
 LABELS = ("Default choice", "Non-Poisson data", "Max smoothness")
+#: The gradient setup Table 1 rates the gradient columns on (the paper's; see the module docstring).
+GRADIENT_SETUP = "natural-patches"
+#: The POGLM regime the robustness column reads when poglm.csv has a ``regime`` column.
+POGLM_REGIME = "paper"
 #: Which results table each measured column reads.
 EVIDENCE_SOURCES = {
     "distributional fidelity": ("fidelity",),
     "gradient bias": ("gradients",),
     "gradient variance": ("gradients",),
     "temperature robustness": ("pvae", "poglm"),
+    "generalizability": ("generalization",),
 }
-RESULT_NAMES = ("fidelity", "gradients", "pvae", "poglm")
+RESULT_NAMES = ("fidelity", "gradients", "pvae", "poglm", "generalization")
 #: What each relaxation can represent: Poisson only (EAT) or any distribution on 0..K-1 (GSM).
 REPRESENTS = {"eat-cubic": "Poisson only", "eat-sigmoid": "Poisson only",
               "gsm": "any distribution on 0..K-1"}
@@ -147,6 +166,24 @@ def fidelity_evidence(fidelity: pd.DataFrame) -> pd.Series:
     frame = _require(fidelity, ("method", "mean_ratio", "var_ratio"), "fidelity")
     error = pd.concat([(frame["mean_ratio"] - 1).abs(), (frame["var_ratio"] - 1).abs()], axis=1).max(axis=1)
     return _per_method(error.groupby(frame["method"]).max())
+
+
+def gradient_rows(gradients: pd.DataFrame, setup: str | None = GRADIENT_SETUP) -> pd.DataFrame:
+    """The rows of ``gradients`` that the gradient columns rate.
+
+    Those of ``setup`` when the table has a ``setup`` column (``ValueError`` naming the setups it
+    has if none match; ``setup=None`` keeps every setup), without rows whose Hessian is indefinite
+    for some item (``indefinite_fraction > 0``) when that column exists.
+    """
+    frame = gradients
+    if setup is not None and "setup" in frame.columns:
+        frame = frame[frame["setup"] == setup]
+        if frame.empty:
+            raise ValueError(f"gradients has no rows of setup={setup!r} (it has "
+                             f"{sorted(gradients['setup'].dropna().unique())})")
+    if "indefinite_fraction" in frame.columns:
+        frame = frame[~(frame["indefinite_fraction"].astype(float) > 0)]
+    return frame
 
 
 def bias_evidence(gradients: pd.DataFrame) -> pd.Series:
@@ -235,23 +272,72 @@ def missing_evidence(results: dict) -> dict:
     return out
 
 
-def evidence_table(results: dict, thresholds: Thresholds | None = None) -> pd.DataFrame:
-    """One number per (method, measured column): what :func:`recommendation_table` rates (NaN = missing)."""
-    unknown = set(results) - set(RESULT_NAMES)
-    if unknown:
-        raise ValueError(f"results has unknown tables {sorted(unknown)}; expected {RESULT_NAMES}")
+def _fidelity_column(results: dict, thresholds: Thresholds) -> pd.Series:
+    fidelity = results.get("fidelity")
+    return _per_method(pd.Series(dtype=float)) if fidelity is None else fidelity_evidence(fidelity)
+
+
+def _bias_column(results: dict, thresholds: Thresholds) -> pd.Series:
+    gradients = results.get("gradients")
+    return _per_method(pd.Series(dtype=float)) if gradients is None else bias_evidence(gradients)
+
+
+def _variance_column(results: dict, thresholds: Thresholds) -> pd.Series:
+    gradients = results.get("gradients")
+    return _per_method(pd.Series(dtype=float)) if gradients is None else variance_evidence(gradients)
+
+
+def _robustness_column(results: dict, thresholds: Thresholds) -> pd.Series:
+    poglm = results.get("poglm")
+    if poglm is not None and "regime" in poglm.columns:
+        poglm = poglm[poglm["regime"] == POGLM_REGIME]
+    return robustness_evidence(results.get("pvae"), poglm, thresholds.negligible_spread)
+
+
+#: One function per measured column: ``(results, thresholds) -> evidence per method`` (a Series
+#: indexed like :data:`TABLE_METHODS`, NaN where missing). A new column is one more entry here.
+EVIDENCE_FUNCTIONS = {
+    "distributional fidelity": _fidelity_column,
+    "gradient bias": _bias_column,
+    "gradient variance": _variance_column,
+    "temperature robustness": _robustness_column,
+}
+
+
+def _generalization(results: dict) -> pd.DataFrame:
+    """``evidence`` and ``rating`` per method of :data:`TABLE_METHODS` from ``generalization.csv``
+    (NaN and ``"n/a"`` when it is missing)."""
+    from .generalization import generalization_evidence
+
+    frame = results.get("generalization")
+    if frame is None:
+        return pd.DataFrame({"evidence": math.nan, "rating": MISSING}, index=list(TABLE_METHODS))
+    out = generalization_evidence(frame)[["evidence", "rating"]].reindex(list(TABLE_METHODS))
+    return out.fillna({"rating": MISSING})
+
+
+def _check_thresholds(thresholds) -> Thresholds:
     thresholds = Thresholds() if thresholds is None else thresholds
     if not isinstance(thresholds, Thresholds):
         raise ValueError(f"thresholds must be a Thresholds instance, got {type(thresholds).__name__}")
-    nan = _per_method(pd.Series(dtype=float))
-    fidelity, gradients = results.get("fidelity"), results.get("gradients")
-    columns = {
-        "distributional fidelity": nan if fidelity is None else fidelity_evidence(fidelity),
-        "gradient bias": nan if gradients is None else bias_evidence(gradients),
-        "gradient variance": nan if gradients is None else variance_evidence(gradients),
-        "temperature robustness": robustness_evidence(results.get("pvae"), results.get("poglm"),
-                                                      thresholds.negligible_spread),
-    }
+    return thresholds
+
+
+def evidence_table(results: dict, thresholds: Thresholds | None = None,
+                   gradient_setup: str | None = GRADIENT_SETUP) -> pd.DataFrame:
+    """One number per (method, measured column): what :func:`recommendation_table` rates (NaN = missing).
+
+    The gradient columns read the rows of ``gradient_setup`` (:func:`gradient_rows`).
+    """
+    unknown = set(results) - set(RESULT_NAMES)
+    if unknown:
+        raise ValueError(f"results has unknown tables {sorted(unknown)}; expected {RESULT_NAMES}")
+    thresholds = _check_thresholds(thresholds)
+    results = dict(results)
+    if results.get("gradients") is not None:
+        results["gradients"] = gradient_rows(results["gradients"], gradient_setup)
+    columns = {column: EVIDENCE_FUNCTIONS[column](results, thresholds) for column in MEASURED_COLUMNS}
+    columns[GENERALIZABILITY] = _generalization(results)["evidence"]
     table = pd.DataFrame(columns, index=list(TABLE_METHODS))
     table.index.name = "method"
     return table
@@ -269,10 +355,14 @@ def recommend(ratings: pd.DataFrame) -> pd.Series:
     default = ranked[0]
     labels[default] = "Default choice"
     rest = [m for m in ranked if m != default]
-    general = [m for m in rest if ratings.loc[m, GENERALIZABILITY] == "good"]
-    if general:
-        labels[general[0]] = "Non-Poisson data"
-        rest.remove(general[0])
+    def general(m):
+        r = ratings.loc[m, GENERALIZABILITY] if GENERALIZABILITY in ratings else MISSING
+        return RATING_LEVELS.index(r) if r in RATING_LEVELS else -1
+    better = [m for m in rest if general(m) > general(default)]
+    if better:
+        best = max(better, key=general)               # ranked order breaks ties
+        labels[best] = "Non-Poisson data"
+        rest.remove(best)
     top = max(SMOOTHNESS.get(m, 0) for m in ratings.index)
     smoothest = [m for m in rest if SMOOTHNESS.get(m, 0) == top]
     if smoothest:
@@ -280,31 +370,74 @@ def recommend(ratings: pd.DataFrame) -> pd.Series:
     return pd.Series(labels, name=RECOMMENDATION).reindex(ratings.index)
 
 
+def rate_column(evidence: pd.Series, column: str, thresholds: Thresholds | None = None) -> list:
+    """The ratings of one measured ``column`` from its evidence (:func:`rate_value` with its cut-offs)."""
+    good, fair = _check_thresholds(thresholds).for_column(column)
+    return [rate_value(float(v), good, fair) for v in evidence]
+
+
+#: The gradient columns, whose evidence depends on the setup.
+GRADIENT_COLUMNS = ("gradient bias", "gradient variance")
+#: Label of the natural-patch setup re-rated with the official fixed-cap sampler's EAT rows.
+FIXED_CAP_VARIANT = "natural-patches, fixed cap"
+
+
+def gradient_setup_sensitivity(gradients: pd.DataFrame, thresholds: Thresholds | None = None,
+                               with_fixed_cap: bool = True) -> pd.DataFrame:
+    r"""How Table 1's gradient columns depend on the setup they are measured on.
+
+    One row per (setup, method): the evidence and the rating of ``gradient bias`` and ``gradient
+    variance`` on each setup of ``gradients`` (its ``setup`` column). With ``with_fixed_cap`` and
+    fixed-cap rows present, one more setup, :data:`FIXED_CAP_VARIANT`: the natural-patch rows with
+    each EAT method's rows replaced by those of its fixed-cap sampler (``fixed-cap-eat-...``, rated
+    on the measured bias beyond the noise floor, as it has no closed form).
+    """
+    thresholds = _check_thresholds(thresholds)
+    if "setup" not in gradients.columns:
+        raise ValueError("gradients lacks the column 'setup' (one row set per setup is needed)")
+    variants = {setup: gradient_rows(gradients, setup) for setup in gradients["setup"].dropna().unique()}
+    natural = variants.get(GRADIENT_SETUP)
+    if with_fixed_cap and natural is not None and natural["method"].str.startswith("fixed-cap-").any():
+        capped = natural[natural["method"].str.startswith("fixed-cap-")].copy()
+        capped["method"] = capped["method"].str.replace("fixed-cap-", "", regex=False)
+        kept = natural[~natural["method"].isin(capped["method"].unique())
+                       & ~natural["method"].str.startswith("fixed-cap-")]
+        variants[FIXED_CAP_VARIANT] = pd.concat([kept, capped], ignore_index=True)
+    parts = []
+    for setup, rows in variants.items():
+        part = pd.DataFrame({"bias evidence": bias_evidence(rows),
+                             "variance evidence": variance_evidence(rows)})
+        part["gradient bias"] = rate_column(part["bias evidence"], "gradient bias", thresholds)
+        part["gradient variance"] = rate_column(part["variance evidence"], "gradient variance", thresholds)
+        part.insert(0, "setup", setup)
+        parts.append(part.reset_index().rename(columns={"index": "method"}))
+    return pd.concat(parts, ignore_index=True).set_index(["setup", "method"])
+
+
 def _mean_score(scores: list) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def recommendation_table(results: dict, thresholds: Thresholds | None = None) -> pd.DataFrame:
+def recommendation_table(results: dict, thresholds: Thresholds | None = None,
+                         gradient_setup: str | None = GRADIENT_SETUP) -> pd.DataFrame:
     """Table 1 from the results tables: ratings per method and column, and the recommendation.
 
     Args:
         results: ``{"fidelity": df, "gradients": df, "pvae": df, "poglm": df}``; a missing or ``None``
             table gives ``"n/a"`` in the columns that need it (:func:`load_available_results`).
         thresholds: the cut-offs (:class:`Thresholds`; defaults as documented there).
+        gradient_setup: the ``setup`` of ``gradients.csv`` the gradient columns rate
+            (:data:`GRADIENT_SETUP`; ignored for a table without a ``setup`` column).
 
     Returns:
         A DataFrame indexed by method (:data:`TABLE_METHODS`) with the columns :data:`COLUMNS`.
     """
-    thresholds = Thresholds() if thresholds is None else thresholds
-    if not isinstance(thresholds, Thresholds):
-        raise ValueError(f"thresholds must be a Thresholds instance, got {type(thresholds).__name__}")
-    evidence = evidence_table(results, thresholds)
+    thresholds = _check_thresholds(thresholds)
+    evidence = evidence_table(results, thresholds, gradient_setup)
     ratings = pd.DataFrame(index=evidence.index)
     for column in MEASURED_COLUMNS:
-        good, fair = thresholds.for_column(column)
-        ratings[column] = [rate_value(float(v), good, fair) for v in evidence[column]]
-    ratings[GENERALIZABILITY] = ["good" if REPRESENTS[m].startswith("any") else "poor"
-                                 for m in ratings.index]
+        ratings[column] = rate_column(evidence[column], column, thresholds)
+    ratings[GENERALIZABILITY] = _generalization(results)["rating"].reindex(ratings.index)
     ratings[RECOMMENDATION] = recommend(ratings)
     return ratings
 

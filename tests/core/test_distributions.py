@@ -288,3 +288,21 @@ def test_poisson_log_prob_is_the_one_log_pmf():
     assert out[0].item() == 0.0 and torch.allclose(out[1:], expected)
     d = GumbelSoftmaxPoisson(lam[1:], 0.1)
     assert torch.allclose(d.log_prob(k[1:]), expected)
+
+
+def test_gsm_logits_have_the_derivatives_of_k_log_rate_to_second_order():
+    """The logits' value comes from a float64 computation, their derivatives from a zero-valued term:
+    both must match the plain float64 formula k log(lambda) - log k!, first and second order."""
+    from hitchhiker import GumbelSoftmaxPoisson
+
+    rate = torch.tensor([0.3, 2.0, 9.0], dtype=torch.float32, requires_grad=True)
+    logits = GumbelSoftmaxPoisson(rate, 0.5, n_categories=12).logits()
+    k = torch.arange(12, dtype=torch.float64)
+    reference = k * rate.detach().double().log().unsqueeze(-1) - torch.lgamma(k + 1)
+    torch.testing.assert_close(logits.double(), reference, rtol=0, atol=1e-5)
+    weights = torch.linspace(-1, 1, 12)
+    (grad,) = torch.autograd.grad((logits * weights).sum(), rate, create_graph=True)
+    expected = (k.float() * weights).sum() / rate.detach()                   # sum_k w_k k / lambda
+    torch.testing.assert_close(grad, expected)
+    (second,) = torch.autograd.grad(grad.sum(), rate)
+    torch.testing.assert_close(second, -(k.float() * weights).sum() / rate.detach() ** 2)

@@ -1,0 +1,164 @@
+"""hitchhiker.book.generalization: the non-Poisson latent count model, its estimators, evaluation, and
+Table 1's generalizability rule."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from hitchhiker.book import generalization as G
+from hitchhiker.counts import ConwayMaxwellPoisson, negative_binomial, negative_binomial_tail_bound
+
+FAMILY_REGIMES = [(f, r) for f in G.FAMILIES for r in G.TRUE_DISPERSIONS[f]]
+
+
+@pytest.mark.parametrize("family", G.FAMILIES)
+def test_the_truncation_covers_every_distribution_the_model_can_make(family):
+    k = G.gsm_categories(family)
+    low, high = G.DISPERSION_BOUNDS[family]
+    disp = torch.logspace(math.log10(low), math.log10(high), 57, dtype=torch.float64)
+    for mean in (0.5, 3.0, G.MAX_MEAN):
+        means = torch.full_like(disp, mean)
+        if family == "com-poisson":
+            bound = ConwayMaxwellPoisson(log_rate=G._com_log_rate(means, disp), dispersion=disp,
+                                         n_categories=k).truncation_bound()
+        else:
+            bound = negative_binomial_tail_bound(negative_binomial(means, disp), k)
+        assert float(bound.max()) <= 1e-4
+
+
+def test_com_mean_parameterisation_is_the_papers_where_it_is_defined():
+    mean, nu = torch.tensor([4.0, 9.0], dtype=torch.float64), torch.tensor([0.5, 2.0], dtype=torch.float64)
+    ours = G._com_log_rate(mean, nu)
+    paper = ConwayMaxwellPoisson.from_mean(mean, nu).log_rate
+    assert torch.allclose(ours, paper, atol=1e-6)
+    # and stays finite (a smooth floor) where the paper's argument would be negative
+    assert torch.isfinite(G._com_log_rate(torch.tensor([0.0]), torch.tensor([0.25]))).all()
+
+
+@pytest.mark.parametrize("family,regime", FAMILY_REGIMES)
+def test_simulated_data_has_the_dispersion_of_its_family(family, regime):
+    data = G.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
+    again = G.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
+    assert torch.equal(data.train, again.train) and data.train.shape == (600, 32)
+    assert data.test.shape == (100, 32) and torch.equal(data.train, data.train.round())
+    ratio = float((data.train.var(0) / data.train.mean(0)).mean())   # includes the latent spread
+    assert data.dispersion == G.TRUE_DISPERSIONS[family][regime]
+    if regime == "under":
+        assert ratio < 1
+    else:
+        assert ratio > 1
+    assert float(data.train.max()) < 300
+
+
+@pytest.mark.parametrize("family", G.FAMILIES)
+@pytest.mark.parametrize("method", G.GENERALIZATION_METHODS)
+def test_every_estimator_gives_a_finite_loss_and_trains_the_encoder(family, method):
+    torch.manual_seed(0)
+    model = G.LatentCountModel(family)
+    data = G.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=50, n_test=10)
+    tau = None if method == "score" else 0.2
+    loss = G.negative_elbo(model, data.train[:20], method, tau, n_samples=4 if method == "score" else 2)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    grad = model.encoder[0].weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    posterior_grad = model.posterior_raw.grad
+    if method in G.FAMILY_POSTERIOR_METHODS:
+        assert posterior_grad is not None and posterior_grad.abs().sum() > 0
+    else:  # the Poisson posterior has no dispersion
+        assert posterior_grad is None or posterior_grad.abs().sum() == 0
+
+
+def test_bad_arguments_are_refused():
+    model = G.LatentCountModel("com-poisson")
+    x = torch.zeros(3, 32)
+    with pytest.raises(ValueError, match="method"):
+        G.negative_elbo(model, x, "st-cubic", 0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        G.negative_elbo(model, x, "gsm", None)
+    with pytest.raises(ValueError, match="n_samples"):
+        G.negative_elbo(model, x, "score", None, n_samples=1)
+    with pytest.raises(ValueError, match="family"):
+        G.LatentCountModel("poisson")
+    with pytest.raises(ValueError, match="regime"):
+        G.simulate_count_data("negative-binomial", "under")
+
+
+@pytest.mark.parametrize("family", G.FAMILIES)
+def test_score_loss_value_is_the_exact_sample_elbo(family):
+    """The score surrogate's value is -ELBO with exact draws from q: it matches evaluate_model's."""
+    torch.manual_seed(1)
+    model = G.LatentCountModel(family)
+    x = G.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=200, n_test=10).train
+    with torch.no_grad():
+        values = torch.stack([G.negative_elbo(model, x, "score", None, n_samples=8) for _ in range(10)])
+    elbo = G.evaluate_model(model, x, "score", n_samples=256, seed=3)["elbo"]
+    se = float(values.std()) / math.sqrt(len(values)) + 0.05
+    assert abs(float(values.mean()) + elbo) < 5 * se
+
+
+def test_evaluation_is_seeded_and_leaves_the_global_rng_alone():
+    model = G.LatentCountModel("negative-binomial")
+    x = G.simulate_count_data("negative-binomial", "mild", n_train=50, n_test=10).train
+    torch.manual_seed(5)
+    first = G.evaluate_model(model, x, "gsm", n_samples=32, seed=7)
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    assert G.evaluate_model(model, x, "gsm", n_samples=32, seed=7) == first
+    assert torch.equal(torch.rand(1), after)
+    assert first["log_likelihood"] >= first["elbo"]
+    poisson = G.evaluate_model(model, x, "eat-cubic", n_samples=32, seed=7)
+    assert poisson["log_likelihood"] >= poisson["elbo"]
+
+
+def test_curve_gain():
+    assert G.curve_gain([10.0] * 40) == 0.0
+    assert math.isnan(G.curve_gain([1.0]))
+    losses = [100.0] * 30 + [90.0] * 10         # dropped 10% in the last quarter
+    assert abs(G.curve_gain(losses) - 10 / 90) < 1e-12
+
+
+def test_a_tiny_run_has_the_csv_columns():
+    data = G.simulate_count_data("com-poisson", "under", n_train=100, n_test=20)
+    runs = G.generalization_runs([0.1], [4], [0])
+    assert [r["method"] for r in runs] == ["eat-sigmoid", "eat-cubic", "gsm", "score"]
+    rows, curves = G.run_generalization(data, runs, epochs=2, eval_samples=8, eval_every=1,
+                                        progress_bar=False)
+    frame = pd.DataFrame(rows)
+    for column in ("family", "dispersion", "method", "temperature", "n_samples", "seed", "test_elbo",
+                   "log_likelihood", "dispersion_error", "curve_gain"):
+        assert column in frame.columns
+    assert (frame["log_likelihood"] >= frame["test_elbo"]).all()
+    assert len(curves) == 4 * 2 and {"epoch", "train_loss", "test_elbo"} <= set(curves[0])
+    assert G.checkpoint_name(data, runs[0], 2) == \
+        "com-poisson-under-data0-eat-sigmoid-tau0.1-S1-seed0-epochs2.pt"
+
+
+def _frame(elbos):
+    rows = []
+    for (family, regime, method, tau), elbo in elbos.items():
+        rows.append({"family": family, "regime": regime, "dispersion": 1.0, "method": method,
+                     "temperature": tau, "n_samples": 1, "seed": 0, "test_elbo": elbo})
+    return pd.DataFrame(rows)
+
+
+def test_the_rule_rates_the_worst_relative_gap_to_the_best_method():
+    frame = _frame({
+        ("a", "x", "gsm", 0.1): -100.0, ("a", "x", "gsm", 0.5): -110.0,
+        ("a", "x", "eat-cubic", 0.1): -100.5, ("a", "x", "eat-sigmoid", 0.1): -102.0,
+        ("b", "y", "gsm", 0.1): -50.0, ("b", "y", "eat-cubic", 0.1): -52.0,
+        ("b", "y", "eat-sigmoid", 0.1): -50.2,
+    })
+    gaps = G.generalization_gaps(frame).set_index(["family", "method"])
+    assert gaps.loc[("a", "gsm"), "gap"] == 0 and gaps.loc[("a", "gsm"), "best_temperature"] == 0.1
+    assert abs(gaps.loc[("b", "eat-cubic"), "relative_gap"] - 2 / 50) < 1e-12
+    table = G.generalization_evidence(frame)
+    assert list(table.index) == ["eat-sigmoid", "eat-cubic", "gsm"]
+    assert table.loc["gsm", "rating"] == "good" and table.loc["gsm", "evidence"] == 0
+    assert table.loc["eat-sigmoid", "rating"] == "fair"     # 2% at (a, x)
+    assert table.loc["eat-cubic", "rating"] == "poor" and table.loc["eat-cubic", "worst_case"] == "b y"
+    with pytest.raises(ValueError, match="thresholds"):
+        G.generalization_evidence(frame, (0.05, 0.01))
+    with pytest.raises(ValueError, match="test_elbo"):
+        G.generalization_gaps(frame.drop(columns="test_elbo"))

@@ -1,0 +1,213 @@
+"""Training the P-VAE grid: the official schedule, per-member clipping, stacked == alone, checkpoints."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hitchhiker.book.pvae_training import (
+    PVAESchedule,
+    _clip_per_member,
+    convergence,
+    ensemble_groups,
+    pvae_config,
+    pvae_runs,
+    run_label,
+    run_pvae_grid,
+    summarize_pvae,
+    train_pvae_ensemble,
+)
+from hitchhiker.book.vae import PoissonVAE
+
+
+def _run(method="exact", tau=None, seed=0, n=1, schedule=None):
+    return {"method": method, "temperature": tau, "n_samples": n, "seed": seed,
+            "tau_schedule": schedule or ("none" if tau is None else "anneal")}
+
+
+def _data(n=400, pixels=16, seed=0):
+    """Patches of one sparse linear model (the same dictionary for every seed): training data for
+    seed 0, held-out data of the same distribution for another seed."""
+    phi = torch.randn(pixels, 32, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(100 + seed)
+    z = torch.poisson(torch.full((n, 32), 0.3), generator=g)
+    x = z @ phi.T + 0.1 * torch.randn(n, pixels, generator=g)
+    return (x - 3.9) / 2.3   # about zero mean and unit variance, the same shift for every seed
+
+
+def test_schedule_is_the_official_recipe():
+    s = PVAESchedule(steps=1000, warmup_steps=100)
+    assert s.learning_rate(0) == pytest.approx(5e-3 / 100)
+    assert s.learning_rate(99) == pytest.approx(5e-3)
+    assert s.learning_rate(100) == pytest.approx(5e-3)
+    assert s.learning_rate(999) == pytest.approx(1e-5)
+    mid = 100 + (999 - 100) / 2
+    assert s.learning_rate(int(mid)) == pytest.approx(1e-5 + 0.5 * (5e-3 - 1e-5), rel=1e-2)
+    assert s.beta(0) == pytest.approx(1e-4) and s.beta(250) == pytest.approx(1e-4 + (1 - 1e-4) / 2)
+    assert s.beta(500) == 1 and s.beta(900) == 1
+    assert s.temperature(0, 0.1) == 1.0 and s.temperature(250, 0.1) == pytest.approx(0.55)
+    assert s.temperature(500, 0.1) == pytest.approx(0.1) and s.temperature(800, 0.1) == pytest.approx(0.1)
+    assert s.temperature(0, 0.1, "fixed") == 0.1
+    with pytest.raises(ValueError, match="schedule"):
+        s.temperature(0, 0.1, "geometric")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        PVAESchedule(steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="lr_final"):
+        PVAESchedule(steps=10, lr_final=1.0)
+
+
+def test_clipping_is_per_member_as_clip_grad_norm():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(3, 4, 5)), torch.nn.Parameter(torch.zeros(3, 6))]
+    grads = [torch.randn(3, 4, 5) * 10, torch.randn(3, 6) * 10]
+    grads[0][2] *= 1e-3
+    grads[1][2] *= 1e-3                                   # member 2 is below the bound
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    _clip_per_member(params, 5.0)
+    for member in range(3):
+        alone = [torch.nn.Parameter(torch.zeros_like(g[member])) for g in grads]
+        for p, g in zip(alone, grads):
+            p.grad = g[member].clone()
+        torch.nn.utils.clip_grad_norm_(alone, 5.0)
+        for p, q in zip(params, alone):
+            torch.testing.assert_close(p.grad[member], q.grad)
+
+
+def test_a_member_trains_as_it_would_alone():
+    train, val = _data(), _data(100, seed=1)
+    schedule = PVAESchedule(steps=40, warmup_steps=4, clip_norm=1.0)   # the clip is active
+    runs = [_run(seed=0), _run(seed=1)]
+    stack, curves = train_pvae_ensemble(train, val, runs, schedule, batch_size=20, n_evals=4, n_latents=24)
+    alone, curves1 = train_pvae_ensemble(train, val, runs[1:], schedule, batch_size=20, n_evals=4,
+                                         n_latents=24)
+    torch.testing.assert_close(stack.decoder[1], alone.decoder[0], rtol=0, atol=1e-6)
+    assert [c["step"] for c in curves1] == [10, 20, 30, 40]
+    ours = [c["val_nelbo_closed_form"] for c in curves if c["seed"] == 1]
+    np.testing.assert_allclose(ours, [c["val_nelbo_closed_form"] for c in curves1], rtol=1e-6)
+    with pytest.raises(ValueError, match="one method"):
+        train_pvae_ensemble(train, val, [_run(), _run("score", n=2)], schedule)
+
+
+@pytest.mark.parametrize("method,tau,n", [("exact", None, 1), ("eat-sigmoid", 0.5, 1),
+                                          ("eat-cubic", 0.1, 1), ("gsm", 0.2, 1), ("score", None, 4)])
+def test_short_training_lowers_the_validation_nelbo(method, tau, n):
+    train, val = _data(), _data(100, seed=1)
+    schedule = PVAESchedule(steps=120, warmup_steps=5, beta_start=1.0)
+    model, curves = train_pvae_ensemble(train, val, [_run(method, tau, n=n)], schedule, batch_size=25,
+                                        n_evals=3, n_latents=32, prior_log_rate_range=(-0.7, -0.7))
+    before = PoissonVAE(16, 32, 1, seeds=[0], prior_log_rate_range=(-0.7, -0.7))
+    from hitchhiker.book.vae import validation_nelbo
+    start = validation_nelbo(before, val, exact=True)[0][0]
+    assert curves[-1]["val_nelbo_closed_form"] < 0.8 * start, (start, curves)
+
+
+def test_checkpoint_is_resumed_and_reused(tmp_path):
+    train, val = _data(), _data(100, seed=1)
+    schedule = PVAESchedule(steps=30, warmup_steps=2)
+    runs = [_run("eat-cubic", 0.1)]
+    kwargs = dict(batch_size=20, n_evals=3, n_latents=16, checkpoint_every=10)
+    full, full_curves = train_pvae_ensemble(train, val, runs, schedule, **kwargs)
+    path = tmp_path / "run.pt"
+    # stop after 20 of 30 steps (a shorter schedule would change the annealing): fake it by saving
+    # the state a 30-step run has at step 20, then resume from it
+    partial, _ = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
+    saved = torch.load(path, weights_only=False)
+    assert saved["step"] == 30
+    stamp = path.stat().st_mtime_ns
+    again, again_curves = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
+    assert path.stat().st_mtime_ns == stamp and again_curves == full_curves
+    torch.testing.assert_close(again.decoder, full.decoder)
+    other, _ = train_pvae_ensemble(train, val, [_run("eat-cubic", 0.2)], schedule, checkpoint=path, **kwargs)
+    assert not torch.equal(other.decoder, full.decoder)          # another run: not reloaded
+
+
+def test_resume_from_the_middle_gives_the_same_run(tmp_path):
+    train, val = _data(), _data(100, seed=1)
+    schedule = PVAESchedule(steps=30, warmup_steps=2)
+    runs = [_run("exact")]
+    kwargs = dict(batch_size=20, n_evals=3, n_latents=16, checkpoint_every=10)
+    full, _ = train_pvae_ensemble(train, val, runs, schedule, **kwargs)
+    path = tmp_path / "run.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_20(message):
+        if "step 20/" in message:
+            raise Stop
+    with pytest.raises(Stop):
+        train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, log=stop_after_20, **kwargs)
+    assert torch.load(path, weights_only=False)["step"] == 20
+    resumed, curves = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
+    torch.testing.assert_close(resumed.decoder, full.decoder, rtol=0, atol=0)
+    assert [c["step"] for c in curves] == [10, 20, 30]
+
+
+def test_grid_groups_and_labels():
+    runs = pvae_runs([0.1, 0.5], [2, 8], seeds=[0, 1], single_seed_temperatures=[0.02],
+                     fixed_temperatures=[0.5], score_seeds=[0])
+    # per seed: exact + 3 relaxations x 2 taus; seed 0 adds 3 x (0.02 anneal, 0.5 fixed); score: 2 S
+    assert len(runs) == 2 * (1 + 6) + 3 * 2 + 2
+    assert {r["method"] for r in runs} == {"exact", "eat-sigmoid", "eat-cubic", "gsm", "score"}
+    assert all(r["temperature"] is None and r["tau_schedule"] == "none"
+               for r in runs if r["method"] in ("exact", "score"))
+    labels = [run_label(r) for r in runs]
+    assert len(set(labels)) == len(labels)
+    assert "eat-cubic-tau0.5-fixed-seed0" in labels and "score-S8-seed0" in labels
+    groups = ensemble_groups(runs, {"gsm": 2})
+    assert sorted(len(g) for g in groups if g[0]["method"] == "gsm") == [2, 2, 2]  # main: 4, extra: 2
+    assert {r["grid_part"] for r in runs if r["tau_schedule"] == "fixed"} == {"extra"}
+    assert sum(len(g) for g in groups) == len(runs)
+    assert all(len({(r["method"], r["n_samples"]) for r in g}) == 1 for g in groups)
+
+
+def test_run_grid_rows_curves_and_models(tmp_path):
+    train, val = _data(), _data(100, seed=1)
+    runs = [_run(seed=0), _run(seed=1), _run("eat-cubic", 0.1, seed=0)]
+    rows, curves, models = run_pvae_grid(train, val, runs, PVAESchedule(steps=20, warmup_steps=2),
+                                         batch_size=20, n_evals=2, checkpoint_dir=tmp_path)
+    assert [r["method"] for r in rows] == ["exact", "exact", "eat-cubic"]
+    assert all(r["steps"] == 20 and r["batch_size"] == 20 and np.isfinite(r["val_nelbo"]) for r in rows)
+    assert all(0 < r["localisation"] < 1 for r in rows)
+    assert len(curves) == 3 * 2 and set(models) == {run_label(r) for r in runs}
+    assert models["exact-seed1"].decoder.shape == (1, 512, 16)
+
+
+def test_convergence_measures_the_last_quarter():
+    curves = pd.DataFrame([{**_run(), "step": s, "val_nelbo_closed_form": v}
+                           for s, v in [(25, 200.0), (50, 150.0), (75, 102.0), (100, 100.0)]])
+    out = convergence(curves)
+    assert out["improvement"].item() == pytest.approx(0.02)
+
+
+def test_summary_gap_is_paired_by_seed():
+    rows = [
+        {**_run(seed=0), "val_nelbo": 100.0}, {**_run(seed=1), "val_nelbo": 110.0},
+        {**_run("eat-cubic", 0.5, seed=0), "val_nelbo": 101.0},
+        {**_run("eat-cubic", 0.5, seed=1), "val_nelbo": 113.0},
+        {**_run("eat-cubic", 0.5, seed=0, schedule="fixed"), "val_nelbo": 104.0},
+        {**_run("score", n=4), "val_nelbo": 120.0},
+    ]
+    table = summarize_pvae(rows).set_index(["method", "tau_schedule"])
+    assert table.loc[("eat-cubic", "anneal"), "val_nelbo"] == pytest.approx(107.0)
+    assert table.loc[("eat-cubic", "anneal"), "gap"] == pytest.approx(2.0)   # (1 + 3) / 2
+    assert table.loc[("eat-cubic", "anneal"), "gap_se"] == pytest.approx(1.0)
+    assert table.loc[("eat-cubic", "anneal"), "gap_pct"] == pytest.approx(100 * 2 / 105)
+    # one seed: its gap is relative to that seed's exact run, not to the mean over seeds
+    assert table.loc[("eat-cubic", "fixed"), "gap_pct"] == pytest.approx(4.0)
+    assert table.loc[("exact", "none"), "gap"] == 0 and table.loc[("score", "none"), "n_seeds"] == 1
+    with pytest.raises(ValueError, match="exact"):
+        summarize_pvae(rows[2:])
+
+
+def test_config_at_every_scale(monkeypatch):
+    for scale in ("smoke", "default", "paper"):
+        monkeypatch.setenv("HITCHHIKER_SCALE", scale)
+        config = pvae_config()
+        assert config["schedule"].steps == config["steps"]
+        assert config["steps"] * config["batch_size"] >= {"smoke": 1, "default": 1_500_000,
+                                                          "paper": 240_000_000}[scale]
+        assert {r["method"] for r in config["runs"]} == {"exact", "eat-sigmoid", "eat-cubic", "gsm",
+                                                         "score"}
