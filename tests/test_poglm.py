@@ -356,14 +356,13 @@ def test_block_errors_split_the_matrix_and_match_the_hidden_labels(data):
 
 
 # ------------------------------------------------------------------------------ stacked runs
+from hitchhiker.book.training import FLAT_GAIN, last_quarter_gain  # noqa: E402
 from hitchhiker.book.poglm_stack import (  # noqa: E402
-    FLAT_GAIN,
     StackedPOGLM,
     evaluate_stacked,
     fit_oracle,
     fit_posterior_only,
     fit_stacked,
-    last_quarter_gain,
     poglm_checkpoint_name,
     poglm_grid_runs,
     recovery_table,

@@ -179,7 +179,13 @@ def test_convergence_measures_the_last_quarter():
     curves = pd.DataFrame([{**_run(), "step": s, "val_nelbo_closed_form": v}
                            for s, v in [(25, 200.0), (50, 150.0), (75, 102.0), (100, 100.0)]])
     out = convergence(curves)
-    assert out["improvement"].item() == pytest.approx(0.02)
+    # the shared definition: from the point at 3/4 of the steps (102) to the end (100), relative to it
+    assert out["improvement"].item() == pytest.approx(2 / 102)
+    # measured in steps, not points: of 600 steps the last quarter starts at 450; the first point at
+    # or after it is the second of five here (the point count alone would pick the fourth)
+    uneven = pd.DataFrame([{**_run(), "step": s, "val_nelbo_closed_form": v} for s, v in
+                           [(100, 200.0), (460, 150.0), (470, 120.0), (480, 102.0), (600, 100.0)]])
+    assert convergence(uneven)["improvement"].item() == pytest.approx(50 / 150)
 
 
 def test_summary_gap_is_paired_by_seed():
@@ -200,6 +206,13 @@ def test_summary_gap_is_paired_by_seed():
     assert table.loc[("exact", "none"), "gap"] == 0 and table.loc[("score", "none"), "n_seeds"] == 1
     with pytest.raises(ValueError, match="exact"):
         summarize_pvae(rows[2:])
+
+
+def test_config_takes_the_scale_as_an_argument(monkeypatch):
+    monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
+    assert pvae_config("paper")["steps"] == 240_000 and pvae_config()["steps"] == 60
+    with pytest.raises(ValueError, match="scale"):
+        pvae_config("huge")
 
 
 def test_config_at_every_scale(monkeypatch):

@@ -9,6 +9,7 @@ from torch.distributions import Poisson, kl_divergence
 from hitchhiker.book.vae import (
     VAE_METHODS,
     PoissonVAE,
+    dictionary_measures,
     filter_localisation,
     filter_low_frequency_share,
     filter_mosaic,
@@ -243,3 +244,17 @@ def test_low_frequency_share_separates_noise_from_smooth_filters():
         filter_low_frequency_share(grating, 0.0)
     with pytest.raises(ValueError, match="square"):
         filter_low_frequency_share(torch.randn(2, 15))
+
+
+def test_dictionary_measures_are_medians_of_the_filter_measures():
+    torch.manual_seed(0)
+    start = torch.randn(20, 16)
+    moved = start + 0.5 * torch.randn(20, 16)
+    table = dictionary_measures({"start": start, "moved": moved}, start)
+    assert list(table.index) == ["start", "moved"]
+    assert table.loc["start", "cosine to start"] == pytest.approx(1.0)
+    cosine = torch.nn.functional.cosine_similarity(moved.double(), start.double(), dim=1).median()
+    assert table.loc["moved", "cosine to start"] == pytest.approx(float(cosine))
+    assert table.loc["moved", "localisation"] == pytest.approx(float(filter_localisation(moved).median()))
+    assert table.loc["moved", "low-frequency share"] == pytest.approx(
+        float(filter_low_frequency_share(moved).median()))

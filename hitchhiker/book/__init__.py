@@ -44,14 +44,12 @@ from .poglm import (
 from .poglm import POGLM_BLOCKS, POGLM_REGIMES, block_errors
 from .poglm_plots import plot_block_recovery, plot_connectivity, plot_elbo_curves
 from .poglm_stack import (
-    FLAT_GAIN,
     RECOVERY_ATTEMPTS,
     StackedPOGLM,
     compare_likelihoods,
     evaluate_stacked,
     fit_oracle,
     fit_posterior_only,
-    last_quarter_gain,
     poglm_grid_runs,
     recovery_table,
     posterior_rate_summary,
@@ -71,7 +69,7 @@ from .recommendations import (
 from .results import load_results, save_results
 from .runtime import default_device, results_dir, seed_everything, setup_chapter
 from .scale import by_scale, current_scale
-from .training import fit
+from .training import FLAT_GAIN, fit, last_quarter_gain
 from .pvae_training import (
     PVAESchedule,
     convergence,
@@ -86,6 +84,7 @@ from .pvae_training import (
 from .vae import (
     VAE_METHODS,
     PoissonVAE,
+    dictionary_measures,
     filter_localisation,
     filter_low_frequency_share,
     filter_mosaic,
@@ -102,7 +101,7 @@ __all__ = [
     "natural_image_patches", "PatchData", "PoissonVAE", "VAE_METHODS", "PVAESchedule",
     "train_pvae_ensemble", "run_pvae_grid", "run_label", "save_decoders", "pvae_config", "convergence",
     "validation_nelbo", "pvae_runs", "summarize_pvae", "filter_mosaic", "filter_localisation",
-    "filter_low_frequency_share",
+    "filter_low_frequency_share", "dictionary_measures",
     "POGLM", "POGLMData", "POGLM_METHODS", "POGLM_GSM_CATEGORIES", "simulate_poglm_data",
     "negative_elbo", "evaluate_poglm", "recovery_errors", "train_poglm", "run_poglm",
     "POGLM_BLOCKS", "POGLM_REGIMES", "block_errors", "plot_block_recovery", "plot_connectivity",

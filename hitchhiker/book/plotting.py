@@ -152,7 +152,7 @@ def plot_estimator_comparison(ax_cosine, ax_variance, records, title: str | None
 
 def plot_learning_curves(ax, curves, x: str, y: str, ylabel: str, xlabel: str | None = None,
                          keys=("method", "temperature", "n_samples", "seed", "tau_schedule"),
-                         last_quarter: bool = True) -> None:
+                         last_quarter: bool = True, legend_loc: str = "best") -> None:
     """One line per run (``curves`` rows grouped by ``keys``), coloured by method; with
     ``last_quarter`` a dashed line marks the start of the last quarter of training, over which the
     book calls a curve flat when it improves by less than 0.5%."""
@@ -168,4 +168,4 @@ def plot_learning_curves(ax, curves, x: str, y: str, ylabel: str, xlabel: str | 
         ax.axvline(0.75 * float(curves[x].max()), color="0.4", ls="--", lw=0.8)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best")
+    ax.legend(loc=legend_loc)

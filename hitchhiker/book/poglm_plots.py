@@ -1,32 +1,22 @@
 """Figures of the POGLM chapter: learning curves, per-block recovery, connectivity side by side."""
 from __future__ import annotations
 
-from .plotting import method_color, method_label
+from .plotting import method_color, method_label, plot_learning_curves
 from .poglm import POGLM_BLOCKS, connectivity_matrix
 
 
 def plot_elbo_curves(ax, curves, title: str = "", margin: float = 40.0) -> None:
-    """Every run's test ELBO against the epoch, coloured by estimator; the dashed line marks the start
-    of the last quarter, over which a flat curve gains less than 0.5%. The vertical axis is cut
-    ``margin`` nats below the lowest final value (the first epochs are far lower)."""
+    """Every run's test ELBO against the epoch, coloured by estimator
+    (:func:`~hitchhiker.book.plotting.plot_learning_curves`; the dashed line marks the start of the last
+    quarter, over which a flat curve gains less than 0.5%). The vertical axis is cut ``margin`` nats
+    below the lowest final value (the first epochs are far lower)."""
+    plot_learning_curves(ax, curves, "epoch", "test_elbo", "test ELBO (nats / sequence)", "epoch",
+                         keys=("method", "temperature", "n_samples", "seed"), legend_loc="lower right")
     keys = ["method", "temperature", "n_samples", "seed"]
-    finals = []
-    seen = set()
-    for key, run in curves.groupby(keys, dropna=False):
-        run = run.sort_values("epoch")
-        method = key[0]
-        ax.plot(run["epoch"], run["test_elbo"], color=method_color(method), lw=0.8, alpha=0.6,
-                label=None if method in seen else method_label(method))
-        seen.add(method)
-        finals.append(float(run["test_elbo"].iloc[-1]))
-    last = float(curves["epoch"].max())
-    ax.axvline(0.75 * last, color="0.4", ls="--", lw=0.8)
-    ax.set_ylim(min(finals) - margin, max(finals) + 0.1 * margin)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test ELBO (nats / sequence)")
+    finals = curves.sort_values("epoch").groupby(keys, dropna=False)["test_elbo"].last()
+    ax.set_ylim(finals.min() - margin, finals.max() + 0.1 * margin)
     if title:
         ax.set_title(title)
-    ax.legend(loc="lower right")
 
 
 def plot_block_recovery(ax, recovery, methods, title: str = "") -> None:

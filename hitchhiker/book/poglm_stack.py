@@ -30,9 +30,7 @@ from ..estimators import PATHWISE_METHODS, check_method, surrogate_loss
 from .poglm import (POGLM, POGLM_BLOCKS, POGLM_GSM_CATEGORIES, POGLMData, block_errors,
                     recovery_errors)
 from .runtime import seed_everything
-
-#: The relative test-ELBO gain over the last quarter of training below which a curve counts as flat.
-FLAT_GAIN = 0.005
+from .training import last_quarter_gain
 
 
 class StackedPOGLM(nn.Module):
@@ -180,17 +178,6 @@ def evaluate_stacked(model: StackedPOGLM, spikes: torch.Tensor, n_samples: int =
     log_likelihood = torch.logsumexp(log_w, 0) - math.log(n_samples)
     return {"elbo": log_w.mean(0).mean(-1), "log_likelihood": log_likelihood.mean(-1),
             "log_weights": log_w}
-
-
-def last_quarter_gain(curve: Sequence[float]) -> float:
-    r"""Relative gain of a (to be maximised) curve over its last quarter:
-    :math:`(c_{end} - c_{3/4}) / |c_{3/4}|`, with :math:`c_{3/4}` the first point at or after three
-    quarters of the way. Below :data:`FLAT_GAIN` the curve counts as flat. ``nan`` with < 2 points."""
-    values = [float(v) for v in curve]
-    if len(values) < 2:
-        return math.nan
-    start = values[min(len(values) - 2, math.ceil(0.75 * (len(values) - 1)))]
-    return (values[-1] - start) / abs(start)
 
 
 def fit_stacked(model: StackedPOGLM, loss_fn: Callable, data: torch.Tensor, *, epochs: int,

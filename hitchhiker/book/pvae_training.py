@@ -28,6 +28,7 @@ import torch
 
 from ..estimators import check_method
 from .runtime import seed_everything
+from .training import last_quarter_gain
 from .vae import GSM_MAX_CATEGORIES, VAE_METHODS, PoissonVAE, filter_localisation, validation_nelbo
 
 #: How a pathwise run's temperature evolves: the official linear anneal, or fixed at its final value.
@@ -361,10 +362,10 @@ def _relative_cost(group: Sequence[dict]) -> float:
     return per_member * len(group)
 
 
-def convergence(curves, column: str = "val_nelbo_closed_form", last: float = 0.25):
-    """Relative improvement of each run's curve over its last ``last`` of training:
-    ``(value at 3/4 - final value) / |final value|`` (positive: still improving). The book calls a run
-    converged when this is below 0.5%."""
+def convergence(curves, column: str = "val_nelbo_closed_form"):
+    """Each run's relative improvement of ``column`` (a loss) over its last quarter of training,
+    :func:`~hitchhiker.book.training.last_quarter_gain` of the negated curve (positive: still
+    improving); the book calls a run converged below :data:`~hitchhiker.book.training.FLAT_GAIN`."""
     import pandas as pd
 
     frame = curves if isinstance(curves, pd.DataFrame) else pd.DataFrame(list(curves))
@@ -372,10 +373,7 @@ def convergence(curves, column: str = "val_nelbo_closed_form", last: float = 0.2
     out = []
     for key, run in frame.groupby(keys, dropna=False, sort=False):
         run = run.sort_values("step")
-        final_step = run["step"].iloc[-1]
-        before = run[run["step"] <= (1 - last) * final_step].iloc[-1]
-        final = run[column].iloc[-1]
-        out.append({**dict(zip(keys, key)), "improvement": (before[column] - final) / abs(final)})
+        out.append({**dict(zip(keys, key)), "improvement": last_quarter_gain(-run[column], run["step"])})
     return pd.DataFrame(out)
 
 
@@ -419,8 +417,11 @@ def pvae_config(scale: Optional[str] = None) -> dict:
     schedule, on a grid cut to what two CPU cores train in about an hour (the chapter states the
     cut); ``paper`` is the official size (batch 1000, 240,000 steps) and grid, for a GPU.
     """
-    from .scale import by_scale
+    from .scale import SCALES, current_scale
 
+    scale = current_scale() if scale is None else scale
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} is not one of {SCALES}")
     grids = {
         "smoke": dict(temperatures=[0.1, 0.5], single_seed_temperatures=[], fixed_temperatures=[0.5],
                       score_samples=[2], seeds=[0, 1], score_seeds=[0]),
@@ -433,7 +434,7 @@ def pvae_config(scale: Optional[str] = None) -> dict:
                       fixed_temperatures=[0.02, 0.5], score_samples=[2, 8, 32, 128], seeds=[0, 1, 2],
                       score_seeds=None),
     }
-    config = by_scale(
+    config = dict(
         smoke=dict(n_train=600, n_val=300, batch_size=50, steps=60, warmup_steps=5, n_evals=4,
                    val_samples=2, workers=1, max_members=None, grid=grids["smoke"]),
         default=dict(n_train=20_000, n_val=2_000, batch_size=250, steps=6_000, warmup_steps=400,
@@ -441,7 +442,7 @@ def pvae_config(scale: Optional[str] = None) -> dict:
                      grid=grids["default"]),
         paper=dict(n_train=80_000, n_val=20_000, batch_size=1_000, steps=240_000, warmup_steps=400,
                    n_evals=40, val_samples=4, workers=1, max_members=None, grid=grids["paper"]),
-    )
+    )[scale]
     config["schedule"] = PVAESchedule(steps=config["steps"], warmup_steps=config["warmup_steps"])
     # The official prior init U(-6, -4) stays stuck at a poor optimum within a CPU budget (the chapter's
     # table of differences gives the measurement); every scale starts from r = 0.5 instead.

@@ -10,9 +10,10 @@ file written for the same settings, the trained weights and history are loaded i
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -31,6 +32,30 @@ OPTIMIZERS = {
 def default_progress_bar() -> bool:
     """Progress bars are on unless at smoke scale or ``HITCHHIKER_PROGRESS=0``."""
     return current_scale() != "smoke" and os.environ.get("HITCHHIKER_PROGRESS", "1") != "0"
+
+
+#: A learning curve is flat when it gains less than this (relative) over its last quarter.
+FLAT_GAIN = 0.005
+
+
+def last_quarter_gain(curve: Sequence[float], steps: Optional[Sequence[float]] = None) -> float:
+    r"""Relative gain of a (to be maximised) curve over its last quarter:
+    :math:`(c_{end} - c_{3/4}) / |c_{3/4}|`, with :math:`c_{3/4}` the first point at or after three
+    quarters of the way: of the training ``steps`` at which the points were taken when given, else
+    of the points themselves. Below :data:`FLAT_GAIN` the curve counts as flat; for a loss, pass its
+    negative. ``nan`` with < 2 points."""
+    values = [float(v) for v in curve]
+    if len(values) < 2:
+        return math.nan
+    if steps is None:
+        at = math.ceil(0.75 * (len(values) - 1))
+    else:
+        steps = [float(s) for s in steps]
+        if len(steps) != len(values):
+            raise ValueError(f"steps has {len(steps)} entries for a curve of {len(values)}")
+        at = next(i for i, s in enumerate(steps) if s >= 0.75 * steps[-1])
+    start = values[min(len(values) - 2, at)]
+    return (values[-1] - start) / abs(start)
 
 
 def linear_warmup(progress: float, warmup_fraction: float, start: float = 0.0, end: float = 1.0) -> float:

@@ -300,6 +300,24 @@ def filter_low_frequency_share(filters: torch.Tensor, cutoff: float = 0.25) -> t
     return (power * low).sum((-2, -1)) / power.sum((-2, -1)).clamp_min(torch.finfo(torch.float64).tiny)
 
 
+def dictionary_measures(dictionaries: dict, initial: torch.Tensor) -> "pd.DataFrame":
+    """One row per dictionary (``{label: filters}``, each ``(n_filters, pixels)``): the medians over its
+    elements of :func:`filter_low_frequency_share`, :func:`filter_localisation`, and the cosine
+    similarity of each element to the same element of ``initial`` (the dictionary it started from)."""
+    import pandas as pd
+
+    rows = {}
+    for label, filters in dictionaries.items():
+        filters = filters.detach().cpu()
+        rows[label] = {
+            "low-frequency share": float(filter_low_frequency_share(filters).median()),
+            "localisation": float(filter_localisation(filters).median()),
+            "cosine to start": float(nn.functional.cosine_similarity(
+                filters.double(), initial.detach().cpu().double(), dim=1).median()),
+        }
+    return pd.DataFrame(rows).T
+
+
 def filter_mosaic(filters: torch.Tensor, n_show: int = 64, order: Optional[torch.Tensor] = None,
                   pad: int = 1) -> np.ndarray:
     """Tile the first ``n_show`` filters (rows of ``filters``, each a square patch) into one image.
