@@ -187,9 +187,9 @@ def test_main_setup_decoder_prefers_the_trained_decoder_and_refuses_a_bad_file(t
     assert name == RANDOM_ATOMS and phi.shape == (6, 4)
     weight = torch.randn(4, 6)
     path = tmp_path / "pvae_decoders.pt"
-    torch.save({"exact-seed0": weight, "other": torch.zeros(4, 6)}, path)
+    torch.save({"exact-long-seed0": weight, "other": torch.zeros(4, 6)}, path)
     phi, name = main_setup_decoder(path, n_pixels=6, n_latents=4)
-    assert name == "pvae-exact-seed0"
+    assert name == "pvae-exact-long-seed0"
     torch.testing.assert_close(phi, weight.T.double())
     atoms, name = main_setup_decoder(path, n_pixels=6, n_latents=4, use_trained=False)
     assert name == RANDOM_ATOMS

@@ -224,3 +224,65 @@ def test_config_at_every_scale(monkeypatch):
                                                           "paper": 240_000_000}[scale]
         assert {r["method"] for r in config["runs"]} == {"exact", "eat-sigmoid", "eat-cubic", "gsm",
                                                          "score"}
+
+
+def test_default_grid_is_the_issues_cut():
+    config = pvae_config("default")
+    runs = pd.DataFrame(config["runs"])
+    relaxed = runs[runs.method.isin(["eat-sigmoid", "eat-cubic", "gsm"])]
+    annealed = relaxed[relaxed.tau_schedule == "anneal"]
+    # three seeds at tau = 0.1 and 0.5, one elsewhere; fixed tau at 0.02 and 0.5; score over S
+    seeds = annealed.groupby(["method", "temperature"]).seed.nunique()
+    assert (seeds.xs(0.1, level="temperature") == 3).all() and (seeds.xs(0.5, level="temperature") == 3).all()
+    assert set(seeds[seeds == 1].index.get_level_values("temperature")) == {0.02, 0.05, 0.2}
+    fixed = relaxed[relaxed.tau_schedule == "fixed"]
+    assert sorted(fixed.temperature.unique()) == [0.02, 0.5] and set(fixed.seed) == {0}
+    assert sorted(runs[runs.method == "score"].n_samples) == [2, 4, 8]
+    assert sorted(runs[runs.method == "exact"].seed) == [0, 1, 2]
+    # the exact runs again, four times longer, as their own part with their own labels
+    assert config["long_schedule"].steps == 4 * config["steps"]
+    long_labels = [run_label(r) for r in config["long_runs"]]
+    assert long_labels == ["exact-long-seed0", "exact-long-seed1", "exact-long-seed2"]
+    assert not set(long_labels) & {run_label(r) for r in config["runs"]}
+    assert pvae_config("paper")["long_runs"] == [] and pvae_config("paper")["long_schedule"] is None
+
+
+def test_summary_refuses_two_exact_runs_of_one_seed():
+    rows = [{**_run(seed=0), "val_nelbo": 100.0},
+            {**_run(seed=0), "grid_part": "long", "val_nelbo": 99.0},
+            {**_run("eat-cubic", 0.5, seed=0), "val_nelbo": 101.0}]
+    with pytest.raises(ValueError, match="more than one exact run per seed"):
+        summarize_pvae(rows)
+
+
+def test_convergence_keeps_the_parts_apart():
+    rows = []
+    for part, values in (("main", [200.0, 150.0, 102.0, 100.0]), ("long", [200.0, 150.0, 100.0, 100.0])):
+        rows += [{**_run(), "grid_part": part, "step": 25 * (i + 1), "val_nelbo_closed_form": v}
+                 for i, v in enumerate(values)]
+    out = convergence(pd.DataFrame(rows)).set_index("grid_part")["improvement"]
+    assert out["main"] == pytest.approx(2 / 102) and out["long"] == 0
+
+
+def test_run_config_trains_the_grid_and_the_long_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from hitchhiker.book.pvae_training import run_pvae_config
+
+    data = SimpleNamespace(train=_data(), val=_data(100, seed=1))
+    config = dict(batch_size=20, n_evals=2, val_samples=2, workers=1, max_members=None,
+                  prior_log_rate_range=(-0.7, -0.7),
+                  runs=[_run(seed=0) | {"grid_part": "main"},
+                        _run("eat-cubic", 0.1, seed=0) | {"grid_part": "main"}],
+                  schedule=PVAESchedule(steps=10, warmup_steps=2),
+                  long_runs=[_run(seed=0) | {"grid_part": "long"}],
+                  long_schedule=PVAESchedule(steps=40, warmup_steps=2))
+    rows, curves, models = run_pvae_config(config, data, checkpoint_dir=tmp_path)
+    assert [(r["method"], r["grid_part"], r["steps"]) for r in rows] == [
+        ("exact", "main", 10), ("eat-cubic", "main", 10), ("exact", "long", 40)]
+    assert set(models) == {"exact-seed0", "eat-cubic-tau0.1-anneal-seed0", "exact-long-seed0"}
+    assert max(c["step"] for c in curves if c["grid_part"] == "long") == 40
+    # the long run starts from the same initialisation and trains under its own, longer schedule
+    assert not torch.equal(models["exact-long-seed0"].decoder, models["exact-seed0"].decoder)
+    only_long, _, _ = run_pvae_config(config, data, checkpoint_dir=tmp_path, parts=["long"])
+    assert [r["grid_part"] for r in only_long] == ["long"]

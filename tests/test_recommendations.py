@@ -399,3 +399,27 @@ def test_every_measured_column_has_one_evidence_function():
     for column, function in rec.EVIDENCE_FUNCTIONS.items():
         pd.testing.assert_series_equal(function(results, Thresholds()), evidence_table(results)[column],
                                        check_names=False)
+
+
+def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs():
+    import pandas as pd
+
+    from hitchhiker.book.recommendations import loss_spread, robustness_evidence
+
+    rows = pd.DataFrame([
+        # seed 0 at both temperatures; seeds 1 and 2 only at 0.1, much worse: they must not count
+        {"method": "eat-cubic", "temperature": 0.1, "seed": 0, "val_nelbo": 100.0},
+        {"method": "eat-cubic", "temperature": 0.1, "seed": 1, "val_nelbo": 130.0},
+        {"method": "eat-cubic", "temperature": 0.1, "seed": 2, "val_nelbo": 130.0},
+        {"method": "eat-cubic", "temperature": 0.5, "seed": 0, "val_nelbo": 101.0},
+    ])
+    assert loss_spread(rows, rows["val_nelbo"])["eat-cubic"] == pytest.approx(0.01)
+    # without seeds the plain mean over runs is all there is
+    assert loss_spread(rows.drop(columns="seed"), rows["val_nelbo"])["eat-cubic"] == pytest.approx(19 / 101)
+    fixed = {"method": "eat-cubic", "temperature": 0.02, "seed": 0, "val_nelbo": 500.0,
+             "tau_schedule": "fixed"}
+    sigmoid = [{"method": "eat-sigmoid", "temperature": t, "seed": 0, "val_nelbo": v,
+                "tau_schedule": "anneal"} for t, v in ((0.1, 100.0), (0.5, 104.0))]
+    pvae = pd.DataFrame([*rows.assign(tau_schedule="anneal").to_dict("records"), fixed, *sigmoid])
+    evidence = robustness_evidence(pvae)
+    assert evidence["eat-cubic"] == pytest.approx(1.0) and evidence["eat-sigmoid"] == pytest.approx(4.0)

@@ -357,7 +357,8 @@ def natural_image_patches(n_train: int, n_val: int, *, source: str = "skimage",
                                         val_fraction, seed)
     if use_cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_name(cache_file.name + ".part.npz")
+        # a name of this process's own: two processes building the same cache must not share one
+        partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.part.npz")
         np.savez(partial, train=train, val=val)
         partial.replace(cache_file)
     return PatchData(torch.from_numpy(train), torch.from_numpy(val), source, patch_size)

@@ -154,12 +154,13 @@ def random_unit_atoms(n_pixels: int = 256, n_latents: int = 512, seed: int = 0,
     return (phi / phi.norm(dim=0, keepdim=True)).to(dtype=dtype, device=device)
 
 
-def main_setup_decoder(path=None, label: str = "exact-seed0", n_pixels: int = 256,
+def main_setup_decoder(path=None, label: str = "exact-long-seed0", n_pixels: int = 256,
                        n_latents: int = 512, seed: int = 0, dtype=torch.float64, device=None,
                        use_trained: bool = True):
     r"""The decoder of the natural-patch setup and its name: ``(phi, name)``, ``phi`` ``(M, K)``.
 
-    The trained exact-gradient P-VAE decoder when ``path`` (default
+    The trained exact-gradient P-VAE decoder (by default the chapter's longest-trained exact model,
+    whose dictionary is localised) when ``path`` (default
     ``<results>/pvae_decoders.pt``, a dict label -> ``(n_latents, n_pixels)`` tensor) exists:
     ``phi`` is the transpose of ``dict[label]`` and the name is ``"pvae-<label>"``. Otherwise
     :func:`random_unit_atoms` and the name :data:`RANDOM_ATOMS`. A file that exists but lacks

@@ -26,7 +26,9 @@ temperature robustness   ``pvae.csv``, ``poglm.csv``  relative spread of the see
                                                       ``negligible_spread``); the worse of the two tasks
                                                       (:math:`L` = ``val_nelbo``, resp. ``-test_elbo``;
                                                       POGLM rows with ``regime == "paper"`` when the
-                                                      table has a ``regime`` column)
+                                                      table has a ``regime`` column; the seeds run at
+                                                      every :math:`\tau`; fixed-:math:`\tau` P-VAE
+                                                      runs left out)
 =======================  ===========================  ==================================================
 
 **Which gradient setup.** ``gradients.csv`` holds two setups (its ``setup`` column); the gradient
@@ -216,7 +218,19 @@ def variance_evidence(gradients: pd.DataFrame) -> pd.Series:
 
 
 def loss_spread(frame: pd.DataFrame, loss: pd.Series) -> pd.Series:
-    """Relative spread of the seed-averaged ``loss`` across temperatures, per method."""
+    """Relative spread of the seed-averaged ``loss`` across temperatures, per method.
+
+    With a ``seed`` column, each method's average is over the seeds it ran at *every* temperature, so
+    that a temperature run with more seeds than another does not shift its mean by what a seed does
+    (a cut grid: three seeds at some temperatures, one at the others).
+    """
+    if "seed" in frame:
+        keep = pd.Series(True, index=frame.index)
+        for _, rows in frame.groupby("method"):
+            seeds_per_tau = rows.groupby("temperature")["seed"].agg(set)
+            common = set.intersection(*seeds_per_tau) if len(seeds_per_tau) else set()
+            keep[rows.index] = rows["seed"].isin(common)
+        frame, loss = frame[keep], loss[keep]
     by_cell = loss.groupby([frame["method"], frame["temperature"]]).mean()
     spread = {}
     for method, per_tau in by_cell.groupby(level=0):
@@ -242,6 +256,8 @@ def robustness_evidence(pvae: pd.DataFrame | None = None, poglm: pd.DataFrame | 
     ratios = []
     if pvae is not None:
         frame = _require(pvae, ("method", "temperature", "val_nelbo"), "pvae")
+        if "tau_schedule" in frame:  # the annealed runs (the paper's protocol), not the fixed-tau ones
+            frame = frame[frame["tau_schedule"] != "fixed"]
         ratios.append(relative_to_most_robust(loss_spread(frame, frame["val_nelbo"]), negligible_spread))
     if poglm is not None:
         frame = _require(poglm, ("method", "temperature", "test_elbo"), "poglm")
