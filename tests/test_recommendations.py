@@ -423,3 +423,18 @@ def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs
     pvae = pd.DataFrame([*rows.assign(tau_schedule="anneal").to_dict("records"), fixed, *sigmoid])
     evidence = robustness_evidence(pvae)
     assert evidence["eat-cubic"] == pytest.approx(1.0) and evidence["eat-sigmoid"] == pytest.approx(4.0)
+
+
+def test_pvae_rows_keep_the_grid_with_annealed_temperatures():
+    from hitchhiker.book.recommendations import pvae_rows
+
+    frame = pd.DataFrame([
+        {"method": "exact", "grid_part": "main", "tau_schedule": "none"},
+        {"method": "exact", "grid_part": "long", "tau_schedule": "none"},
+        {"method": "eat-cubic", "grid_part": "main", "tau_schedule": "anneal"},
+        {"method": "eat-cubic", "grid_part": "extra", "tau_schedule": "anneal"},
+        {"method": "eat-cubic", "grid_part": "extra", "tau_schedule": "fixed"},
+    ])
+    assert pvae_rows(frame).index.tolist() == [0, 2, 3]
+    # an older table without the columns is taken whole
+    assert pvae_rows(frame[["method"]]).index.tolist() == [0, 1, 2, 3, 4]

@@ -217,6 +217,18 @@ def variance_evidence(gradients: pd.DataFrame) -> pd.Series:
     return median / best
 
 
+def pvae_rows(pvae: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``pvae`` that temperature robustness rates: the grid's runs (not the exact model
+    trained longer, ``grid_part == "long"``) with the official annealed temperature (not the
+    ``tau_schedule == "fixed"`` comparison), where the table has those columns."""
+    frame = pvae
+    if "grid_part" in frame.columns:
+        frame = frame[frame["grid_part"] != "long"]
+    if "tau_schedule" in frame.columns:
+        frame = frame[frame["tau_schedule"] != "fixed"]
+    return frame
+
+
 def loss_spread(frame: pd.DataFrame, loss: pd.Series) -> pd.Series:
     """Relative spread of the seed-averaged ``loss`` across temperatures, per method.
 
@@ -255,9 +267,7 @@ def robustness_evidence(pvae: pd.DataFrame | None = None, poglm: pd.DataFrame | 
     the most robust method's (:func:`relative_to_most_robust`); the worse of the tasks given."""
     ratios = []
     if pvae is not None:
-        frame = _require(pvae, ("method", "temperature", "val_nelbo"), "pvae")
-        if "tau_schedule" in frame:  # the annealed runs (the paper's protocol), not the fixed-tau ones
-            frame = frame[frame["tau_schedule"] != "fixed"]
+        frame = pvae_rows(_require(pvae, ("method", "temperature", "val_nelbo"), "pvae"))
         ratios.append(relative_to_most_robust(loss_spread(frame, frame["val_nelbo"]), negligible_spread))
     if poglm is not None:
         frame = _require(poglm, ("method", "temperature", "test_elbo"), "poglm")
