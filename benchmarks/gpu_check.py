@@ -167,7 +167,7 @@ def timing_rows(device, batch, rates, temperatures, repeats, max_gib):
 
 # ------------------------------------------------------------------------------------ 3. exactness
 def exactness_rows(device, n_samples, trials, per_trial):
-    from hitchhiker.book.fidelity import measure_fidelity
+    from hitchhiker.book.fidelity.sweep import measure_fidelity
 
     rate, tau = 100.0, 0.5
     z = torch.cat([hh.relaxed_sample("eat-cubic", torch.full((n_samples // 10,), rate, device=device,
@@ -201,7 +201,7 @@ def exactness_rows(device, n_samples, trials, per_trial):
 
 # ----------------------------------------------------------------------------------------- 4. P-VAE
 def pvae_rows(device, batch, steps):
-    from hitchhiker.book.vae import PoissonVAE
+    from hitchhiker.book.pvae.model import PoissonVAE
 
     torch.manual_seed(0)
     x = torch.randn(batch, 256, device=device)

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hitchhiker.book.vae import PoissonVAE  # noqa: E402
+from hitchhiker.book.pvae.model import PoissonVAE  # noqa: E402
 
 METHODS = (("exact", None, 1), ("eat-cubic", 0.1, 1), ("eat-sigmoid", 0.1, 1), ("gsm", 0.1, 1),
            ("score", None, 2))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from hitchhiker.book import data as D
+from hitchhiker.book.pvae import data as D
 
 
 def _pink_noise(shape, seed=0):

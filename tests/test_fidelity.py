@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from hitchhiker.book.fidelity import (
+from hitchhiker.book.fidelity.sweep import (
     PAPER_RATES,
     PAPER_TEMPERATURES,
     campbell_ratios,
@@ -86,7 +86,7 @@ def test_grid_columns_seeding_and_subgrid_reproducibility():
 
 
 def test_gsm_draws_are_sliced_to_bound_memory(monkeypatch):
-    import hitchhiker.book.fidelity as fid
+    import hitchhiker.book.fidelity.sweep as fid
 
     monkeypatch.setattr(fid, "_MAX_ELEMENTS", 1000)
     z = draw_relaxed("gsm", 20.0, 0.1, (7, 30))  # 30 samples x 42 categories > 1000 per slice
@@ -160,7 +160,7 @@ def test_truncated_poisson_moments():
 
 # --- the official bfloat16 pipeline (teaching) -------------------------------------------------------
 
-from hitchhiker.book.fidelity import (  # noqa: E402
+from hitchhiker.book.fidelity.sweep import (  # noqa: E402
     official_pipeline_eat,
     official_pipeline_fidelity,
     official_pipeline_rate,

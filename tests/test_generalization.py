@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hitchhiker.book import generalization as G
+from hitchhiker.book.generalization import model as G
 from hitchhiker.counts import ConwayMaxwellPoisson, negative_binomial, negative_binomial_tail_bound
 
 FAMILY_REGIMES = [(f, r) for f in G.FAMILIES for r in G.TRUE_DISPERSIONS[f]]

@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from hitchhiker.book.gradients import (
+from hitchhiker.book.gradients.sweep import (
     GRADIENT_METHODS,
     expected_eat_gradient,
     gradient_quality_sweep,
     per_sample_gradients,
 )
-from hitchhiker.book.objectives import (
+from hitchhiker.book.gradients.objectives import (
     linear_decoder_grad_hessian,
     overcomplete_dct_dictionary,
     reconstruction_loss,
@@ -163,8 +163,8 @@ def test_per_sample_gradients_are_the_formula_with_the_same_draws(method):
 
 # --- the natural-patch setup, the decoder, the fixed-cap sampler ----------------------------------
 
-from hitchhiker.book.fidelity import fixed_cap_n_arrivals  # noqa: E402
-from hitchhiker.book.gradients import (  # noqa: E402
+from hitchhiker.book.fidelity.sweep import fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker.book.gradients.sweep import (  # noqa: E402
     FIXED_CAP_METHODS,
     RANDOM_ATOMS,
     main_setup_decoder,
@@ -203,7 +203,7 @@ def test_main_setup_decoder_prefers_the_trained_decoder_and_refuses_a_bad_file(t
 def test_fixed_cap_gradients_with_a_generous_cap_match_the_campbell_expectation():
     """With a cap far above the window the fixed-cap sampler is the untruncated EAT, so its gradients
     average to the closed-form expected gradient; with the official cap at large lambda*tau they do not."""
-    from hitchhiker.book import gradients as module
+    from hitchhiker.book.gradients import sweep as module
 
     log_rate, x, phi = small_problem(rate=3.0)
     expected = expected_eat_gradient("eat-sigmoid", log_rate, x, phi, 0.5)
@@ -230,7 +230,7 @@ def test_fixed_cap_gradients_with_a_generous_cap_match_the_campbell_expectation(
 
 
 def test_fixed_cap_gradients_are_sliced_without_changing_the_law(monkeypatch):
-    from hitchhiker.book import gradients as module
+    from hitchhiker.book.gradients import sweep as module
 
     log_rate, x, phi = small_problem(rate=5.0)
     monkeypatch.setattr(module, "_MAX_FIXED_CAP_ELEMENTS", 64)  # forces slices of one or two samples
@@ -273,7 +273,7 @@ def test_natural_patch_sweep_uses_the_given_items_and_labels_the_rows():
 
 def test_expected_quality_is_the_large_sample_limit_of_the_measured_one():
     """Independent check: the exact expected-gradient metrics against a Monte Carlo with many samples."""
-    from hitchhiker.book.gradients import expected_eat_quality
+    from hitchhiker.book.gradients.sweep import expected_eat_quality
     from hitchhiker.metrics import gradient_quality
 
     log_rate, x, phi = small_problem(rate=4.0)

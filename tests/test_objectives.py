@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.autograd.functional import hessian as autograd_hessian
 
-from hitchhiker.book.objectives import (
+from hitchhiker.book.gradients.objectives import (
     expected_reconstruction_loss,
     linear_decoder_grad_hessian,
     linear_decoder_loss,

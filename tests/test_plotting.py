@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hitchhiker.book.plotting import METHOD_COLORS, method_style, plot_method_sweep  # noqa: E402
+from hitchhiker.book.common.plotting import METHOD_COLORS, method_style, plot_method_sweep  # noqa: E402
 
 
 def test_paper_colours():
@@ -43,7 +43,7 @@ def test_method_sweep_labels_a_shared_y_axis_once():
 
 
 def test_estimator_comparison_plots_every_relaxation_and_leaves_out_the_score_function():
-    from hitchhiker.book.plotting import plot_estimator_comparison
+    from hitchhiker.book.common.plotting import plot_estimator_comparison
 
     def rec(method, tau, cos, var):
         return {"method": method, "temperature": tau, "cos_mean": cos, "cos_mean_se": 0.01,

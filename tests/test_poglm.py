@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hitchhiker.book.poglm import (
+from hitchhiker.book.poglm.model import (
     POGLM,
     POGLM_GSM_CATEGORIES,
     POGLM_METHODS,
@@ -282,8 +282,8 @@ def test_figure_helpers_draw_what_they_promise(data):
     import pandas as pd
     from matplotlib.patches import Circle, FancyArrowPatch
 
-    from hitchhiker.book.plotting import plot_method_sweep
-    from hitchhiker.book.poglm import draw_network, plot_spike_counts
+    from hitchhiker.book.common.plotting import plot_method_sweep
+    from hitchhiker.book.poglm.model import draw_network, plot_spike_counts
 
     fig, axes = plt.subplots(1, 4)
     draw_network(axes[0], data.weight, 3)
@@ -336,7 +336,7 @@ def test_negative_elbo_is_the_formula_with_the_same_draws(data, method, tau, n):
 
 # ------------------------------------------------------------------------ blocks and references
 def test_block_errors_split_the_matrix_and_match_the_hidden_labels(data):
-    from hitchhiker.book.poglm import POGLM_BLOCKS, block_errors
+    from hitchhiker.book.poglm.model import POGLM_BLOCKS, block_errors
 
     assert block_errors(data.weight, data.weight, 3) == {b: 0.0 for b in POGLM_BLOCKS}
     swapped = data.weight[[0, 1, 2, 4, 3]][:, [0, 1, 2, 4, 3]]
@@ -356,8 +356,8 @@ def test_block_errors_split_the_matrix_and_match_the_hidden_labels(data):
 
 
 # ------------------------------------------------------------------------------ stacked runs
-from hitchhiker.book.training import FLAT_GAIN, last_quarter_gain  # noqa: E402
-from hitchhiker.book.poglm_stack import (  # noqa: E402
+from hitchhiker.book.common.training import FLAT_GAIN, last_quarter_gain  # noqa: E402
+from hitchhiker.book.poglm.grid import (  # noqa: E402
     StackedPOGLM,
     evaluate_stacked,
     fit_oracle,
@@ -508,7 +508,7 @@ def test_run_poglm_grid_reports_one_row_and_one_curve_per_run(small_grid):
 
 
 def test_recovery_table_holds_both_references(small_grid):
-    from hitchhiker.book.poglm import POGLM_BLOCKS, block_errors
+    from hitchhiker.book.poglm.model import POGLM_BLOCKS, block_errors
 
     datasets, runs, grid, oracles = small_grid
     table = recovery_table(grid.rows, grid.models, datasets, oracles)
@@ -539,7 +539,7 @@ def test_posterior_only_fit_keeps_the_given_network(data):
 def test_regime_summary_states_the_gsm_tail_against_scipy():
     from scipy.stats import poisson
 
-    from hitchhiker.book.poglm_stack import regime_summary
+    from hitchhiker.book.poglm.grid import regime_summary
 
     datasets = {r: simulate_poglm_data(seed=0, n_train=4, n_test=2, n_bins=50, regime=r)
                 for r in ("paper", "stress")}
@@ -555,7 +555,7 @@ def test_regime_summary_states_the_gsm_tail_against_scipy():
 def test_posterior_rate_summary_reads_the_trained_posteriors(small_grid):
     from scipy.stats import poisson
 
-    from hitchhiker.book.poglm_stack import posterior_rate_summary
+    from hitchhiker.book.poglm.grid import posterior_rate_summary
 
     datasets, runs, grid, _ = small_grid
     rows = posterior_rate_summary(grid.rows, grid.models, datasets, method="eat-cubic")
@@ -571,7 +571,7 @@ def test_posterior_rate_summary_reads_the_trained_posteriors(small_grid):
 
 
 def test_log_likelihood_se_matches_the_delta_method_and_shrinks_with_samples():
-    from hitchhiker.book.poglm_stack import log_likelihood_se
+    from hitchhiker.book.poglm.grid import log_likelihood_se
 
     torch.manual_seed(0)
     log_w = torch.randn(4000, 1, 1, dtype=torch.float64) * 0.5          # lognormal weights
@@ -587,7 +587,7 @@ def test_log_likelihood_se_matches_the_delta_method_and_shrinks_with_samples():
 
 
 def test_compare_likelihoods_puts_networks_on_the_same_footing(data):
-    from hitchhiker.book.poglm_stack import compare_likelihoods
+    from hitchhiker.book.poglm.grid import compare_likelihoods
 
     truth = data.true_model()
     rows = compare_likelihoods(data, {"truth": truth, "fresh": POGLM()}, n_samples=64)
@@ -604,8 +604,8 @@ def test_compare_likelihoods_puts_networks_on_the_same_footing(data):
 
 
 def test_recovery_attempts_report_every_block_per_attempt():
-    from hitchhiker.book.poglm import POGLM_BLOCKS
-    from hitchhiker.book.poglm_stack import run_recovery_attempts
+    from hitchhiker.book.poglm.model import POGLM_BLOCKS
+    from hitchhiker.book.poglm.grid import run_recovery_attempts
 
     attempts = {"wide": {"posterior_half_width": 5}, "more": {"n_train": 48, "batch_size": 16,
                                                              "epochs_factor": 0.5}}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hitchhiker.book.pvae_training import (
+from hitchhiker.book.pvae.train import (
     PVAESchedule,
     _clip_per_member,
     convergence,
@@ -18,7 +18,7 @@ from hitchhiker.book.pvae_training import (
     summarize_pvae,
     train_pvae_ensemble,
 )
-from hitchhiker.book.vae import PoissonVAE
+from hitchhiker.book.pvae.model import PoissonVAE
 
 
 def _run(method="exact", tau=None, seed=0, n=1, schedule=None):
@@ -98,7 +98,7 @@ def test_short_training_lowers_the_validation_nelbo(method, tau, n):
     model, curves = train_pvae_ensemble(train, val, [_run(method, tau, n=n)], schedule, batch_size=25,
                                         n_evals=3, n_latents=32, prior_log_rate_range=(-0.7, -0.7))
     before = PoissonVAE(16, 32, 1, seeds=[0], prior_log_rate_range=(-0.7, -0.7))
-    from hitchhiker.book.vae import validation_nelbo
+    from hitchhiker.book.pvae.model import validation_nelbo
     start = validation_nelbo(before, val, exact=True)[0][0]
     assert curves[-1]["val_nelbo_closed_form"] < 0.8 * start, (start, curves)
 
@@ -267,7 +267,7 @@ def test_convergence_keeps_the_parts_apart():
 def test_run_config_trains_the_grid_and_the_long_runs(tmp_path):
     from types import SimpleNamespace
 
-    from hitchhiker.book.pvae_training import run_pvae_config
+    from hitchhiker.book.pvae.train import run_pvae_config
 
     data = SimpleNamespace(train=_data(), val=_data(100, seed=1))
     config = dict(batch_size=20, n_evals=2, val_samples=2, workers=1, max_members=None,

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hitchhiker.book import recommendations as rec
-from hitchhiker.book.recommendations import (
+from hitchhiker.book.table1 import rules as rec
+from hitchhiker.book.table1.rules import (
     Thresholds,
     evidence_table,
     load_available_results,
@@ -404,7 +404,7 @@ def test_every_measured_column_has_one_evidence_function():
 def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs():
     import pandas as pd
 
-    from hitchhiker.book.recommendations import loss_spread, robustness_evidence
+    from hitchhiker.book.table1.rules import loss_spread, robustness_evidence
 
     rows = pd.DataFrame([
         # seed 0 at both temperatures; seeds 1 and 2 only at 0.1, much worse: they must not count
@@ -426,7 +426,7 @@ def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs
 
 
 def test_pvae_rows_keep_the_grid_with_annealed_temperatures():
-    from hitchhiker.book.recommendations import pvae_rows
+    from hitchhiker.book.table1.rules import pvae_rows
 
     frame = pd.DataFrame([
         {"method": "exact", "grid_part": "main", "tau_schedule": "none"},

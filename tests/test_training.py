@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hitchhiker.book import fit
-from hitchhiker.book.training import default_progress_bar, geometric_anneal, linear_warmup
+from hitchhiker.book.common.training import fit
+from hitchhiker.book.common.training import default_progress_bar, geometric_anneal, linear_warmup
 
 
 def _problem():

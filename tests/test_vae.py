@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Poisson, kl_divergence
 
-from hitchhiker.book.vae import (
+from hitchhiker.book.pvae.model import (
     VAE_METHODS,
     PoissonVAE,
     dictionary_measures,

@@ -5,8 +5,8 @@
   :mod:`hitchhiker.book` (the names in ``hitchhiker.book.__all__``).
 * The ``api-submodules`` directive (argument: a package, default ``hitchhiker``) expands to one
   ``automodule`` section per public module of that package, found by :mod:`pkgutil` at build time, so
-  a new module appears on the page without editing it. Subpackages are left out (``hitchhiker.book``
-  has its own part of the page).
+  a new module appears on the page without editing it. ``hitchhiker.book`` is left out of the library's
+  list (it has its own part of the page); the experiments' subpackages are walked.
 * The ``autodoc-skip-member`` hook keeps an object re-exported by a package out of its module's
   section (it would otherwise be documented twice, as ``hitchhiker.RelaxedPoisson`` and
   ``hitchhiker.distributions.RelaxedPoisson``); the module sections keep their other members. It
@@ -59,10 +59,20 @@ def skip_reexported(app, what, name, obj, skip, options):
 
 
 def public_submodules(package_name: str = PACKAGE) -> list[str]:
-    """Full names of a package's modules (not subpackages) whose names do not start with ``_``."""
+    """Full names of a package's modules whose names do not start with ``_``. The library's own
+    subpackage (``hitchhiker.book``) is left out; below it, the experiments' subpackages
+    (``hitchhiker.book.pvae``, ...) are walked, so each of their modules gets a section."""
     package = importlib.import_module(package_name)
-    return sorted(f"{package_name}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
-                  if not info.name.startswith("_") and not info.ispkg)
+    names = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        name = f"{package_name}.{info.name}"
+        if not info.ispkg:
+            names.append(name)
+        elif package_name != PACKAGE:
+            names += public_submodules(name)
+    return sorted(names)
 
 
 class ApiSubmodules(SphinxDirective):

@@ -39,16 +39,16 @@ from typing import Iterable
 
 import torch
 
-from ..estimators import (
+from ...estimators import (
     EAT_METHODS,
     PATHWISE_METHODS,
     check_method,
     pathwise_distribution,
     surrogate_loss,
 )
-from ..metrics import gradient_quality
-from .fidelity import fixed_cap_eat
-from .objectives import (
+from ...metrics import gradient_quality
+from ..fidelity.sweep import fixed_cap_eat
+from ..gradients.objectives import (
     _check_shapes,
     expected_reconstruction_loss,
     linear_decoder_grad_hessian,
@@ -124,7 +124,7 @@ def _fixed_cap_gradients(method, log_rate, x, phi, temperature, n_samples):
     drawn in slices of samples so that the arrival times never exceed a few million numbers."""
     indicator = method.split("-")[-1]
     rate_max = float(log_rate.detach().max().exp())
-    from .fidelity import fixed_cap_n_arrivals
+    from ..fidelity.sweep import fixed_cap_n_arrivals
 
     per_sample = log_rate.numel() * fixed_cap_n_arrivals(rate_max)
     step = max(1, _MAX_FIXED_CAP_ELEMENTS // per_sample)
@@ -169,7 +169,7 @@ def main_setup_decoder(path=None, label: str = "exact-long-seed0", n_pixels: int
     """
     from pathlib import Path
 
-    from .runtime import results_dir
+    from ..common.runtime import results_dir
 
     path = Path(path) if path is not None else results_dir() / "pvae_decoders.pt"
     if not use_trained or not path.is_file():

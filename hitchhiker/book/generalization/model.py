@@ -47,17 +47,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..counts import (
+from ...counts import (
     ConwayMaxwellPoisson,
     gumbel_softmax_counts,
     negative_binomial,
     negative_binomial_logits,
     negative_binomial_tail_bound,
 )
-from ..distributions import poisson_log_prob
-from ..estimators import check_method, score_function_surrogate, surrogate_loss
-from .runtime import seed_everything
-from .training import fit
+from ...distributions import poisson_log_prob
+from ...estimators import check_method, score_function_surrogate, surrogate_loss
+from ..common.runtime import seed_everything
+from ..common.training import fit
 
 FAMILIES = ("com-poisson", "negative-binomial")
 #: The estimators compared, in the paper's order of Figure 4.
@@ -452,7 +452,7 @@ def generalization_settings() -> dict:
     * paper: the paper's 3 data sets x 5 seeds, 300 epochs at lr 1e-3 (otherwise as default);
     * smoke: two temperatures, 200 items, 20 epochs at lr 1e-2.
     """
-    from .scale import by_scale
+    from ..common.scale import by_scale
 
     return {
         "datasets": [(f, r) for f in FAMILIES for r in TRUE_DISPERSIONS[f]],

@@ -26,10 +26,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..estimators import check_method
-from .runtime import seed_everything
-from .training import last_quarter_gain
-from .vae import GSM_MAX_CATEGORIES, VAE_METHODS, PoissonVAE, filter_localisation, validation_nelbo
+from ...estimators import check_method
+from ..common.runtime import seed_everything
+from ..common.training import last_quarter_gain
+from ..pvae.model import GSM_MAX_CATEGORIES, VAE_METHODS, PoissonVAE, filter_localisation, validation_nelbo
 
 #: How a pathwise run's temperature evolves: the official linear anneal, or fixed at its final value.
 TEMPERATURE_SCHEDULES = ("anneal", "fixed")
@@ -425,7 +425,7 @@ def pvae_config(scale: Optional[str] = None) -> dict:
     ``long_schedule``: its dictionary needs the longer phase at beta = 1); ``paper`` is the official
     size (batch 1000, 240,000 steps) and grid, for a GPU.
     """
-    from .scale import SCALES, current_scale
+    from ..common.scale import SCALES, current_scale
 
     scale = current_scale() if scale is None else scale
     if scale not in SCALES:
@@ -504,8 +504,8 @@ def main(argv=None):
     into its checkpoints (what the chapter's training cell does), e.g. in the background."""
     import argparse
 
-    from .data import natural_image_patches
-    from .scale import current_scale
+    from ..pvae.data import natural_image_patches
+    from ..common.scale import current_scale
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--methods", nargs="*", help="train only these methods")

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..distributions import default_n_categories
-from ..estimators import check_method, surrogate_loss
+from ...distributions import default_n_categories
+from ...estimators import check_method, surrogate_loss
 
 #: The methods a Poisson VAE can be trained with.
 VAE_METHODS = ("exact", "eat-sigmoid", "eat-cubic", "gsm", "score")

@@ -42,7 +42,7 @@ def results_dir() -> Path:
 
 def setup_chapter(seed: int = 0, verbose: bool = True):
     """Seed everything, apply the figure style, and return ``(device, scale)``."""
-    from .plotting import use_book_style
+    from ..common.plotting import use_book_style
 
     seed_everything(seed)
     use_book_style()

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributions import poisson_log_prob
-from ..estimators import PATHWISE_METHODS, check_method, surrogate_loss
-from .poglm import (POGLM, POGLM_BLOCKS, POGLM_GSM_CATEGORIES, POGLMData, block_errors,
+from ...distributions import poisson_log_prob
+from ...estimators import PATHWISE_METHODS, check_method, surrogate_loss
+from ..poglm.model import (POGLM, POGLM_BLOCKS, POGLM_GSM_CATEGORIES, POGLMData, block_errors,
                     recovery_errors)
-from .runtime import seed_everything
-from .training import last_quarter_gain
+from ..common.runtime import seed_everything
+from ..common.training import last_quarter_gain
 
 
 class StackedPOGLM(nn.Module):
@@ -490,7 +490,7 @@ def run_recovery_attempts(regimes: Sequence[str], seeds: Sequence[int], method: 
     regime=..., n_train=...)`` (the same ground truth: the weights are drawn first), and the oracle is
     refitted on it. Returns ``(recovery rows with an "attempt" column, grid rows with "attempt")``.
     """
-    from .poglm import simulate_poglm_data
+    from ..poglm.model import simulate_poglm_data
 
     attempts = RECOVERY_ATTEMPTS if attempts is None else attempts
     recovery, rows = [], []
@@ -543,7 +543,7 @@ def regime_summary(datasets: dict, n_categories: int = POGLM_GSM_CATEGORIES) -> 
     """Per regime, the true rates that an estimator must cover: mean and largest rate, the share of
     bins at the clamp, and the Poisson mass a GSM truncated to ``n_categories`` drops,
     :math:`P(z \\ge K)`, averaged over all bins and at the largest rate."""
-    from ..distributions import poisson_log_prob as log_pmf
+    from ...distributions import poisson_log_prob as log_pmf
 
     out = []
     counts = torch.arange(n_categories, dtype=torch.float64)
@@ -563,7 +563,7 @@ def posterior_rate_summary(rows: Sequence[dict], models: Sequence[POGLM], datase
     """Per regime, the posterior rates that ``method``'s trained models put on the hidden spikes of
     the test sequences: the largest, and the Poisson mass :math:`P(z \\ge K)` a GSM with
     ``n_categories`` drops at it and on average over bins."""
-    from ..distributions import poisson_log_prob as log_pmf
+    from ...distributions import poisson_log_prob as log_pmf
 
     counts = torch.arange(n_categories, dtype=torch.float64)
     rates: dict = {}

@@ -25,10 +25,10 @@ import time
 
 import torch
 
-from ..estimators import PATHWISE_METHODS, check_method, pathwise_distribution
-from .._validation import check_n_categories
-from ..indicators import get_indicator
-from ..metrics import moment_ratios, wasserstein1
+from ...estimators import PATHWISE_METHODS, check_method, pathwise_distribution
+from ..._validation import check_n_categories
+from ...indicators import get_indicator
+from ...metrics import moment_ratios, wasserstein1
 
 #: The three relaxations the paper's fidelity figures compare, in its order.
 FIDELITY_METHODS = ("eat-sigmoid", "eat-cubic", "gsm")
@@ -129,7 +129,7 @@ def campbell_ratios(method: str, temperature) -> tuple[float, float]:
     check_method(method, PATHWISE_METHODS)
     if method == "gsm":
         return math.nan, math.nan
-    from ..moments import relaxed_mean, relaxed_variance
+    from ...moments import relaxed_mean, relaxed_variance
 
     indicator = method.split("-", 1)[1]
     tau = torch.tensor(float(temperature), dtype=torch.float64)

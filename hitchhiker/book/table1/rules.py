@@ -70,10 +70,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .._validation import check_n_categories
-from ..diagnostics import BIAS_THRESHOLDS, VARIANCE_THRESHOLDS
-from ..distributions import truncation_tail_mass as library_tail_mass
-from .results import load_results
+from ..._validation import check_n_categories
+from ...diagnostics import BIAS_THRESHOLDS, VARIANCE_THRESHOLDS
+from ...distributions import truncation_tail_mass as library_tail_mass
+from ..common.results import load_results
 
 #: The rows of Table 1, in the paper's order.
 TABLE_METHODS = ("eat-cubic", "eat-sigmoid", "gsm")
@@ -333,7 +333,7 @@ EVIDENCE_FUNCTIONS = {
 def _generalization(results: dict) -> pd.DataFrame:
     """``evidence`` and ``rating`` per method of :data:`TABLE_METHODS` from ``generalization.csv``
     (NaN and ``"n/a"`` when it is missing)."""
-    from .generalization import generalization_evidence
+    from ..generalization.model import generalization_evidence
 
     frame = results.get("generalization")
     if frame is None:
@@ -488,7 +488,7 @@ def temperature_tradeoff(methods=TABLE_METHODS, rate: float = 10.0, temperatures
     """
     import torch
 
-    from ..estimators import PATHWISE_METHODS, check_method, relaxed_sample
+    from ...estimators import PATHWISE_METHODS, check_method, relaxed_sample
 
     if not (isinstance(rate, (int, float)) and rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a finite number > 0, got {rate!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import matplotlib as mpl
 
-from ..estimators import PAPER_METHODS
+from ...estimators import PAPER_METHODS
 
 #: The paper's colours: EAT-sigmoid blue, EAT-cubic red, GSM green, score function gray, exact black.
 METHOD_COLORS = {

@@ -1,8 +1,8 @@
 """Figures of the POGLM chapter: learning curves, per-block recovery, connectivity side by side."""
 from __future__ import annotations
 
-from .plotting import method_color, method_label, plot_learning_curves
-from .poglm import POGLM_BLOCKS, connectivity_matrix
+from ..common.plotting import method_color, method_label, plot_learning_curves
+from ..poglm.model import POGLM_BLOCKS, connectivity_matrix
 
 
 def plot_elbo_curves(ax, curves, title: str = "", margin: float = 40.0) -> None:

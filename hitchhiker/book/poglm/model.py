@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributions import poisson_log_prob
-from ..estimators import PATHWISE_METHODS, check_method, surrogate_loss
-from .runtime import seed_everything
-from .training import fit
+from ...distributions import poisson_log_prob
+from ...estimators import PATHWISE_METHODS, check_method, surrogate_loss
+from ..common.runtime import seed_everything
+from ..common.training import fit
 
 #: The estimators the POGLM chapter compares (registry names of :mod:`hitchhiker.estimators`);
 #: :func:`negative_elbo` also accepts every other pathwise name (``"st-cubic"``, ``"eat-linear"``, ...).
