@@ -91,20 +91,20 @@ def check_rate(rate: torch.Tensor, name: str = "rate") -> None:
     raise ValueError(f"{name} must be below {limit:.6g} in {value.dtype} ({why}); got {bad}")
 
 
-def check_sample_shape(sample_shape) -> torch.Size:
-    """``sample_shape`` as a ``torch.Size``; ``TypeError`` naming it for an int or anything else."""
+def check_sample_shape(sample_shape, name: str = "sample_shape") -> torch.Size:
+    """``sample_shape`` as a ``torch.Size``; ``TypeError`` naming ``name`` for an int or anything else."""
     if isinstance(sample_shape, torch.Size):
         return sample_shape
-    if isinstance(sample_shape, (numbers.Integral, torch.Tensor)) or not hasattr(sample_shape, "__iter__"):
-        hint = (f" (for {sample_shape} draws pass ({sample_shape},))"
-                if isinstance(sample_shape, numbers.Integral) and not isinstance(sample_shape, bool) else "")
-        raise TypeError(f"sample_shape must be a torch.Size or a tuple of ints, got {_kind(sample_shape)}"
-                        f"{hint}")
+    message = f"{name} must be a torch.Size or a tuple of ints, got {_kind(sample_shape)}"
+    if isinstance(sample_shape, numbers.Integral) and not isinstance(sample_shape, bool):
+        raise TypeError(f"{message} (pass ({sample_shape},))")
+    if isinstance(sample_shape, (str, bytes, torch.Tensor)) or not hasattr(sample_shape, "__iter__"):
+        raise TypeError(message)
     try:
         return torch.Size(sample_shape)
     except TypeError as err:
-        raise TypeError(f"sample_shape must be a torch.Size or a tuple of ints, got "
-                        f"{_kind(sample_shape)}") from err
+        raise TypeError(message) from err
+
 
 _HALF = (torch.float16, torch.bfloat16)
 

@@ -255,7 +255,7 @@ class _PoissonRelaxation(Distribution):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
-        batch_shape = check_sample_shape(batch_shape)
+        batch_shape = check_sample_shape(batch_shape, "batch_shape")
         try:
             new.rate = self.rate.expand(batch_shape)
             new.temperature = self.temperature.expand(batch_shape)
