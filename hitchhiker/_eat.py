@@ -32,6 +32,7 @@ standard exponentials) in :math:`[0, 1]`; EAT replaces :math:`\mathbb 1[t_i < 1]
 from __future__ import annotations
 
 import warnings
+from typing import Optional
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -98,10 +99,13 @@ def _ramp_value_and_slope(indicator: Indicator, u: torch.Tensor, want_value: boo
         if want_slope:
             slope = torch.sub(1.0, u).mul_(u).mul_(3.0)
         return value, slope
+    ramp, d_ramp = indicator.ramp, indicator.d_ramp
+    if ramp is None or d_ramp is None:
+        raise TypeError(f"indicator {indicator.name!r} is not a compact ramp")
     if want_value:
-        value = indicator.ramp(u, _TorchNS)
+        value = ramp(u, _TorchNS)
     if want_slope:
-        slope = 0.5 * indicator.d_ramp(u, _TorchNS)
+        slope = 0.5 * d_ramp(u, _TorchNS)
     return value, slope
 
 
@@ -115,17 +119,15 @@ def _window_columns(indicator, u, x, columns, tau):
     want_slope = any(c in columns for c in ("slope", "slope_x", "slope_t"))
     if x is None:
         value, slope = _ramp_value_and_slope(indicator, u, "value" in columns, want_slope)
-        positive = (u > 0.5) if "hard" in columns else None
     else:
         value = indicator(x) if "value" in columns else None
         slope = indicator.derivative(x) if want_slope else None
-        positive = (x > 0) if "hard" in columns else None
     out = {}
     for name in columns:
         if name == "value":
             out[name] = value
         elif name == "hard":
-            out[name] = positive.to(u.dtype)
+            out[name] = ((u > 0.5) if x is None else (x > 0)).to(u.dtype)
         elif name == "slope":
             out[name] = slope
         elif name == "slope_x":
@@ -231,14 +233,18 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
             if shared:
                 x = None if indicator.compact else torch.mul(u, 2 * half_width).sub_(half_width)
             else:
+                assert span is not None  # set whenever some window is clipped (not shared)
                 size = stop - start
                 x = torch.repeat_interleave(span[owners], lengths, output_size=size).mul_(u).neg_()
                 x += torch.repeat_interleave(left[owners], lengths, output_size=size)
             terms = _window_columns(indicator, u, x, columns, scalar_tau)
             for name, values in terms.items():
                 sums[name][owners] += _segment_sum(values, lengths)
-    relaxed = before + sums["value"] if with_relaxed else None
-    hard = before + sums["hard"] if with_hard else None
+    relaxed: Optional[torch.Tensor] = None
+    hard: Optional[torch.Tensor] = None
+    if before is not None:  # drawn exactly when a value (relaxed or hard) is wanted
+        relaxed = before + sums["value"] if with_relaxed else None
+        hard = before + sums["hard"] if with_hard else None
     d_rate = d_tau = None
     if with_rate_grad:
         safe_rate = torch.where(rate > 0, rate, torch.ones_like(rate))

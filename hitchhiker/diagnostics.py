@@ -241,8 +241,8 @@ def _reference_too_small(reference: _Groups, n_groups: int) -> Optional[str]:
 
     full = signal(None)
     leave_out = torch.stack([signal(g)[0] for g in range(n_groups)])
-    se = ((n_groups - 1) / n_groups * ((leave_out - leave_out.mean()) ** 2).sum()).sqrt()
-    norm_sq, floor, se = (float(v) for v in (full[0], full[1], se))
+    spread = ((n_groups - 1) / n_groups * ((leave_out - leave_out.mean()) ** 2).sum()).sqrt()
+    norm_sq, floor, se = float(full[0]), float(full[1]), float(spread)
     if norm_sq > max(floor, 2 * se):
         return None
     return (f"too small to compare at this sample size: the reference gradient's squared norm, "
@@ -364,8 +364,8 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
         ``relative_variance`` and their ``*_se``, ``status`` (``"ok"``; or why the metrics are NaN:
         non-finite losses or gradients of that method, a reference too small to compare; or which
         metrics came out non-finite, e.g. the standard error of ``cos_mean`` of a method too noisy
-        for ``n_samples``: module docstring), ``n_samples``, ``reference`` (``"exact"`` or ``"score (M draws)"``), ``seconds``
-        and ``loss_evaluations``.
+        for ``n_samples``: module docstring), ``n_samples``, ``reference`` (``"exact"`` or
+        ``"score (M draws)"``), ``seconds`` and ``loss_evaluations``.
 
     Raises:
         ValueError: a bad argument (named), or non-finite losses or gradients on the score-function
@@ -462,7 +462,7 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
 
     records = EstimatorComparison()
     for method, tau in configs:
-        start = time.perf_counter()
+        started = time.perf_counter()
         kwargs = dist_kwargs if method == "gsm" else {}
         status, evaluations = too_small, 0
         if status is None:
@@ -495,7 +495,7 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
                 warnings.warn(f"compare_estimators: {_label(record)}: {status}; its metrics are NaN and "
                               "it is never recommended", UserWarning, stacklevel=2)
         record.update(status=status, n_samples=int(n_samples), reference=reference_name,
-                      seconds=time.perf_counter() - start, loss_evaluations=evaluations,
+                      seconds=time.perf_counter() - started, loss_evaluations=evaluations,
                       reference_loss_evaluations=0 if reference is None else int(reference.count.sum()))
         records.append(record)
         bar.step(method if tau is None else f"{method} tau={tau:g}")

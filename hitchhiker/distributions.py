@@ -321,12 +321,14 @@ class RelaxedPoisson(_PoissonRelaxation):
     Campbell's theorem (:mod:`hitchhiker.moments`); with ``hard=True`` they are Poisson's.
     Half-precision inputs are sampled in float32 and returned in their own dtype.
 
-    **At a rate of 0** the sample is exactly 0 and so is its pathwise gradient (no arrival can fall
-    before the horizon): the derivative of :math:`\mathbb E[\tilde z]` there is the mean factor
-    (1 for a compact ramp at :math:`\tau \le 1`), but at small :math:`\lambda` it is carried by rare
-    draws (probability :math:`\approx 2\lambda\tau`) with gradients of order :math:`1/\lambda`, and at
-    :math:`\lambda = 0` by none. Keep rates away from 0 (e.g. ``softplus(x) + eps``) or use the score
-    function there, whose gradient at :math:`\lambda = 0` is finite (:func:`poisson_log_prob`).
+    **At a rate of 0** the sample is exactly 0 and so is its pathwise gradient (a rate-0 process has
+    no arrivals). The derivative of :math:`\mathbb E[\tilde z]` there is the mean factor (1 for a
+    compact ramp at :math:`\tau \le 1`); at a small :math:`\lambda > 0` the expected pathwise gradient
+    still equals it, carried by rare draws (probability about :math:`2\lambda\tau`) with gradients of
+    order :math:`1/(\lambda\tau)`, but at :math:`\lambda = 0` by none, so a rate of exactly 0 gets a
+    zero gradient. The score function is finite there too (:func:`poisson_log_prob` takes the score
+    of :math:`z = 0` at :math:`\lambda = 0` as :math:`-1`), and just as blind to the first arrival.
+    Keep rates away from 0 (e.g. ``softplus(x) + eps``) if their gradient at 0 matters.
 
     >>> rate = torch.tensor([0.5, 3.0], requires_grad=True)
     >>> d = RelaxedPoisson(rate, temperature=0.1)
@@ -334,10 +336,10 @@ class RelaxedPoisson(_PoissonRelaxation):
     >>> z.mean(0).backward(torch.ones(2))     # E[dz/d rate] = 1 for the cubic ramp at tau <= 1
     >>> z.shape, rate.grad.shape
     (torch.Size([1000, 2]), torch.Size([2]))
-    >>> RelaxedPoisson(log_rate=torch.tensor([50.0]), temperature=0.1)
+    >>> RelaxedPoisson(log_rate=torch.tensor([50.0]), temperature=0.1)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: log_rate must be below 43.6656 (log of the largest rate, 9.2e+18, in torch.float32: torch.poisson draws counts through int64) and not NaN; got [50.0]
+    ValueError: log_rate must be below 43.6657 (log of the largest rate, 9.2e+18, ...) and not NaN; got [50.0]
 
     **Derivatives.** First order in every mode: ``backward``/``torch.autograd.grad`` (also with
     ``create_graph=True``), ``torch.func.grad``/``jacrev``, forward mode (``torch.func.jvp``,
@@ -397,7 +399,8 @@ def _categories_for(top: float) -> int:
 
 
 def _tail_beyond(top: float, n_categories: int) -> float:
-    """:math:`P(X \\ge K)` for :math:`X \\sim \\mathrm{Poisson}(top)`: the regularised lower incomplete gamma."""
+    """:math:`P(X \\ge K)` for :math:`X \\sim \\mathrm{Poisson}(top)` (the regularised lower incomplete
+    gamma function)."""
     if top == 0:
         return 0.0
     k = torch.tensor(float(n_categories), dtype=torch.float64)

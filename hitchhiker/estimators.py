@@ -18,7 +18,6 @@ import math
 import numbers
 
 import torch
-
 from torch.distributions import Distribution
 
 from ._eat import poisson
@@ -124,7 +123,7 @@ def _check_temperature(method: str, temperature) -> None:
         return
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"temperature must be a number or a tensor, got {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature > 0):
+    if not (math.isfinite(temperature) and float(temperature) > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
 
 

@@ -1,7 +1,8 @@
 r"""Metrics on samples: how close a relaxed Poisson sample is to the real thing.
 
 * :func:`moment_ratios` -- empirical mean and variance divided by the Poisson's own (both equal
-  :math:`\lambda`): :math:`\hat{\mathbb E}[\tilde z]/\lambda` and :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda`.
+  :math:`\lambda`): :math:`\hat{\mathbb E}[\tilde z]/\lambda` and
+  :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda`.
 * :func:`wasserstein1` -- the Wasserstein-1 distance between two equal-size samples,
   :math:`W_1 = \frac1n \sum_i |x_{(i)} - y_{(i)}|` (sorted samples), optionally divided by
   :math:`\sqrt\lambda`, the Poisson's standard deviation, so that rates can be compared.

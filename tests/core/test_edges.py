@@ -7,8 +7,16 @@ import pytest
 import torch
 
 import hitchhiker._eat as eat
-from hitchhiker import (GumbelSoftmaxPoisson, RelaxedPoisson, compare_estimators, moment_ratios,
-                        poisson_log_prob, relaxed_sample, surrogate_loss, wasserstein1)
+from hitchhiker import (
+    GumbelSoftmaxPoisson,
+    RelaxedPoisson,
+    compare_estimators,
+    moment_ratios,
+    poisson_log_prob,
+    relaxed_sample,
+    surrogate_loss,
+    wasserstein1,
+)
 from hitchhiker.distributions import GSM_MEMORY_WARNING
 
 # ----------------------------------------------------------------------------- a rate of exactly 0
