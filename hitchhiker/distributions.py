@@ -460,9 +460,17 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
     :data:`GSM_MEMORY_WARNING` bytes each (1 GiB) a ``UserWarning`` says so before allocating.
     ``log_rate=`` (keyword only, instead of ``rate``) gives the logits :math:`k\log\lambda - \log k!`
     from :math:`\log\lambda` itself, exact where :math:`\lambda` underflows; limits as for
-    :class:`RelaxedPoisson`. At a rate of 0 every sample is 0 (all mass on category 0) and its gradient
-    0, as for EAT. Every derivative is autograd's own through the softmax, so second derivatives and
-    forward mode are exact derivatives of the relaxation.
+    :class:`RelaxedPoisson`. At a rate of 0 the gradient is 0, as for EAT (the log rate is floored at
+    the log of the smallest normal number, about -708 in float64), and category 0 leads every other
+    by at least that much, so at any temperature well below 708 the sample is 0. Every derivative is
+    autograd's own through the softmax, so second derivatives and forward mode are exact derivatives
+    of the relaxation.
+
+    >>> d = GumbelSoftmaxPoisson(torch.tensor([2.0, 8.0]), temperature=0.5)
+    >>> d.n_categories                      # floor(8 + 4 sqrt(8) + 5)
+    24
+    >>> d.rsample((3,)).shape, d.rsample_onehot((3,)).shape
+    (torch.Size([3, 2]), torch.Size([3, 2, 24]))
 
     The default ``K`` and the truncation check read the largest rate, which ``torch.compile`` and
     ``vmap`` cannot do inside the traced function: under ``torch.compile`` pass ``n_categories``

@@ -237,5 +237,10 @@ def relaxed_variance(rate, temperature, indicator: str = "cubic", *,
     Arguments and return value as for :func:`relaxed_mean`. For the compact ramps
     :math:`\operatorname{Var}[\tilde z] = \lambda (1 - c\,\tau)` when :math:`\tau \le 1`, with
     :math:`c = 1/3, 9/35, 50/231, 1/4` for the linear, cubic, quintic and cosine ramps.
+
+    >>> relaxed_variance(torch.tensor([10.0]), 0.35)            # 10 (1 - 9 x 0.35 / 35)
+    tensor([9.1000])
+    >>> relaxed_mean(torch.tensor([10.0]), 0.35), relaxed_mean(10.0, 2.0)  # exact for tau <= 1 only
+    (tensor([10.]), tensor(10.5469))
     """
     return _moment(rate, temperature, indicator, "variance", validate_args)
