@@ -101,9 +101,12 @@ def check_sample_shape(sample_shape, name: str = "sample_shape") -> torch.Size:
     if isinstance(sample_shape, (str, bytes, torch.Tensor)) or not hasattr(sample_shape, "__iter__"):
         raise TypeError(message)
     try:
-        return torch.Size(sample_shape)
+        shape = torch.Size(sample_shape)
     except TypeError as err:
         raise TypeError(message) from err
+    if any(size < 0 for size in shape):
+        raise ValueError(f"{name} must not hold negative sizes, got {tuple(shape)}")
+    return shape
 
 
 _HALF = (torch.float16, torch.bfloat16)

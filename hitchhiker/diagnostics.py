@@ -49,6 +49,7 @@ does.
 from __future__ import annotations
 
 import math
+import operator
 import sys
 import time
 import warnings
@@ -428,7 +429,9 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
         if not bool(torch.isfinite(exact).all()) or not bool((exact != 0).any()):
             raise ValueError("exact_gradient must be finite and not all zero")
     if seed is not None:
-        torch.manual_seed(seed)
+        if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+        torch.manual_seed(operator.index(seed))
     configs = [(m, None) if m == "score" else (m, t) for m in methods
                for t in ((None,) if m == "score" else temperatures)]
     show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")

@@ -193,3 +193,20 @@ def test_other_messages_name_the_argument():
         moment_ratios(["a", "b"], 1.0)
     with pytest.raises(TypeError, match="value"):
         RelaxedPoisson(torch.ones(2), 0.1).log_prob("a")
+    with pytest.raises(ValueError, match="sample_shape must not hold negative sizes"):  # before: torch's
+        RelaxedPoisson(torch.ones(2), 0.1).rsample((-1,))
+    with pytest.raises(TypeError, match="seed"):                          # before: int() ValueError
+        compare_estimators(lambda z: z.sum(-1), rate, seed="a")
+
+
+def test_the_count_families_name_their_arguments_too():
+    from hitchhiker.counts import ConwayMaxwellPoisson, gumbel_softmax_counts
+
+    com = ConwayMaxwellPoisson(torch.tensor([3.0]), torch.tensor([0.5]))
+    for call in (lambda: com.sample(3), lambda: gumbel_softmax_counts(com.logits(), 0.1, 3)):
+        with pytest.raises(TypeError, match="sample_shape"):             # before: 'int' not iterable
+            call()
+    with pytest.raises(TypeError, match="batch_shape"):
+        com.expand(3)
+    with pytest.raises(TypeError, match="value"):                         # before: new(): invalid data type
+        com.log_prob("a")
