@@ -132,7 +132,7 @@ def poisson_log_prob(value, rate, *, validate_args=None, integer: bool = False) 
     """
     rate = _real_tensor(rate, "rate")
     value = _real_tensor(value, "value", device=rate.device)
-    check_same_device(value, "value", rate.device)
+    value = check_same_device(value, "value", rate.device)
     validate = Distribution._validate_args if validate_args is None else validate_args
     if check_bool(validate, "validate_args"):
         check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
@@ -279,7 +279,7 @@ class _PoissonRelaxation(Distribution):
         ``log_rate``, :math:`z\log\lambda` uses it directly (exact where :math:`\lambda` underflows).
         """
         value = _real_tensor(value, "value", device=self.rate.device)
-        check_same_device(value, "value", self.rate.device)
+        value = check_same_device(value, "value", self.rate.device)
         if self._validate_args:
             self._validate_sample(value)
         if self._log_rate is not None:

@@ -22,7 +22,7 @@ from torch.distributions import Distribution
 
 from ._eat import poisson
 from ._validation import as_float_tensor, check_bool, check_positive_int, check_rate
-from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, _log_pmf
+from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, _batched_by_vmap, _log_pmf
 
 EAT_METHODS = ("eat-cubic", "eat-sigmoid", "eat-linear", "eat-quintic", "eat-cosine")
 STRAIGHT_THROUGH_METHODS = ("st-cubic", "st-sigmoid")
@@ -182,7 +182,7 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
             ELBO :math:`\mathbb E_q[\log q(z) - \log p(x, z)]`.
         validate_args: passed to the distribution; for ``"score"``, whether to check the rate (finite,
             >= 0, below :func:`~hitchhiker._validation.max_rate`; default: torch.distributions'
-            default, on).
+            default, on; skipped under ``torch.func.vmap``, which cannot read values).
         dist_kwargs: passed to the distribution (``n_categories`` for ``"gsm"``).
 
     Returns:
@@ -220,7 +220,8 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
         if baseline is not None and not isinstance(baseline, bool):
             raise TypeError(f"baseline must be None, True or False, got {baseline!r}")
         validate = Distribution._validate_args if validate_args is None else validate_args
-        if check_bool(validate, "validate_args"):
+        # (Under torch.func.vmap the values cannot be read: the check is skipped there.)
+        if check_bool(validate, "validate_args") and not _batched_by_vmap(rate):
             check_rate(rate)
         with torch.no_grad():
             counts = poisson(rate.detach().expand(sample_shape + rate.shape))
