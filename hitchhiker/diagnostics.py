@@ -31,12 +31,15 @@ reference's, so they include the reference's error.
 The per-sample loss must treat its draws independently (the loss of draw ``s`` depends on ``z[s]``
 only: no batch statistics across draws).
 
-**Never a confident wrong answer.** Every record has a ``status``: ``"ok"``, or why its metrics are
-NaN, with a ``UserWarning``:
+**Never a confident wrong answer.** Every record has a ``status``: ``"ok"``, or what went wrong,
+with a ``UserWarning``:
 
-* non-finite losses or gradients of a method are reported on that method's record (never averaged
-  into metrics); on the score-function reference they raise ``ValueError`` (nothing could be
-  compared);
+* non-finite losses or gradients of a method are reported on that method's record, whose metrics
+  are NaN (never averaged into numbers); on the score-function reference they raise ``ValueError``
+  (nothing could be compared);
+* a metric that comes out non-finite is named (e.g. ``cos_mean`` of a method whose mean gradient is
+  within its own Monte Carlo noise, where the direction is undefined: NaN, not a huge number); the
+  other metrics of that record are kept;
 * a reference gradient within its own Monte Carlo noise (:math:`\lVert\hat g^*\rVert^2 -
   \mathrm{tr}\,\Sigma^*/M` not above :math:`\mathrm{tr}\,\Sigma^*/M`, or not two jackknife standard
   errors above 0; a model near its optimum) is reported as *too small to compare at this sample
@@ -112,13 +115,16 @@ class EstimatorComparison(list):
         head = (f"{'method':<12} {'tau':>5} {'cos_mean':>16} {'cos_sample':>16} {'rel. bias':>17} "
                 f"{'rel. variance':>17}")
         lines = [head]
+        notes: List[str] = []
         for r in self:
             tau = "-" if r["temperature"] is None else f"{r['temperature']:g}"
+            cells = " ".join(f"{r[m]:>8.4f} ± {r[m + '_se']:<6.4f}" for m in METRICS)
             status = r.get("status", OK)
-            cells = (" ".join(f"{r[m]:>8.4f} ± {r[m + '_se']:<6.4f}" for m in METRICS) if status == OK
-                     else status)
-            lines.append(f"{r['method']:<12} {tau:>5} {cells}")
-        return "\n".join(lines)
+            mark = "" if status == OK else f" [{len(notes) + 1}]"
+            if status != OK:
+                notes.append(f"[{len(notes) + 1}] {_label(r)}: {status}")
+            lines.append(f"{r['method']:<12} {tau:>5} {cells}{mark}")
+        return "\n".join(lines + notes)
 
 
 def _rating(value: float, good: float, fair: float) -> int:
