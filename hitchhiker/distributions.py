@@ -302,7 +302,10 @@ class RelaxedPoisson(_PoissonRelaxation):
         rate: :math:`\lambda \ge 0`, any shape, any real dtype and device (integer tensors and Python
             numbers become the default float dtype; complex and boolean inputs are refused); below
             :data:`~hitchhiker._validation.MAX_RATE` (9.2e18: ``torch.poisson`` counts in int64), and
-            for float16 below about 62,960 (the samples must fit in float16).
+            for float16 below about 62,960 (the samples must fit in float16). EAT simulates the
+            arrivals in its soft window (about :math:`2\lambda\tau` per element for a compact ramp):
+            a draw that would need more than :data:`~hitchhiker._eat.MAX_WINDOW_ARRIVALS`
+            (:math:`2^{40}`) of them is refused with ``ValueError`` rather than run for hours.
         log_rate: :math:`\log\lambda` instead of ``rate`` (keyword only; give exactly one of the two),
             as the official code takes it: ``rate = log_rate.exp()``, with the gradient flowing to
             ``log_rate``. :math:`-\infty` is a rate of 0; above :math:`\log 9.2\times10^{18}
