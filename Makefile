@@ -22,7 +22,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks chromium \
-	browser constraints clean
+	browser constraints clean typecheck doctest
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,7 +66,15 @@ chromium:
 browser: book chromium
 	$(BIN)/python -m pytest tests/browser --browser -q
 
-test: unit core notebooks book browser
+# The library's types (mypy over hitchhiker/*.py, settings in pyproject.toml [tool.mypy]).
+typecheck: install
+	$(BIN)/mypy
+
+# The library's docstring examples (every >>> in hitchhiker/*.py) must run and print what they show.
+doctest: install
+	$(BIN)/python -m pytest -q --doctest-modules hitchhiker --ignore=hitchhiker/book
+
+test: typecheck doctest unit core notebooks book browser
 
 # Re-run every chapter in place (stored outputs and book/results/*.csv): `make execute` at default
 # scale, `make paper` at the paper's scale (meant for a GPU).

@@ -18,6 +18,8 @@ standard exponentials) in :math:`[0, 1]`; EAT replaces :math:`\mathbb 1[t_i < 1]
   (``jvp``) gives :math:`\dot{\tilde z} = \partial_\lambda\tilde z\,\dot\lambda +
   \partial_\tau\tilde z\,\dot\tau` for the same sample, and ``vmap`` samples the batched tensor
   directly (the sampler is elementwise).
+* :func:`poisson`: exact Poisson counts, ``torch.poisson`` or, on a device without it (Apple's MPS),
+  drawn on the CPU and moved back. Every exact draw of the library goes through it.
 * :class:`NoSecondOrder`: the second pathwise derivative is not computed, and the derivative
   :math:`\partial\tilde z/\partial\lambda` itself depends on :math:`\lambda` and :math:`\tau`. Every
   derivative that leaves :class:`EATSample` under a graph (``create_graph=True``, ``torch.func``) or
@@ -29,15 +31,50 @@ standard exponentials) in :math:`[0, 1]`; EAT replaces :math:`\mathbb 1[t_i < 1]
 """
 from __future__ import annotations
 
+import warnings
+from typing import Optional
+
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ._validation import check_param, finite_nonnegative, finite_positive
+from ._validation import check_param, check_rate, finite_positive
 from .indicators import INDICATORS, Indicator, _TorchNS
 
 #: Fewest window arrivals handled per vectorised step. A step handles ``max(ARRIVAL_CHUNK, n)`` arrivals
 #: for a batch of ``n`` elements, so peak memory per element is bounded independently of the rate.
 ARRIVAL_CHUNK = 1 << 16
+#: Most window arrivals one draw may simulate (the work is :math:`O(\sum_j \lambda_j \tau_j)`): beyond
+#: it (hours of work) the kernel refuses with ``ValueError`` instead of running for ever.
+MAX_WINDOW_ARRIVALS = 1 << 40
+
+
+# ----------------------------------------------------------------------------- exact counts
+
+#: The CPU kernel, which always exists (kept under its own name: tests make ``torch.poisson``
+#: unavailable to exercise the fallback).
+_cpu_poisson = torch.poisson
+_warned: set = set()
+
+
+def poisson(rate: torch.Tensor) -> torch.Tensor:
+    """``torch.poisson(rate)``; on a device without it, drawn on the CPU and moved back.
+
+    Used by every exact draw of the library (the EAT kernel's counts, ``sample()``, the score
+    function). Where ``torch.poisson`` raises ``NotImplementedError`` for the rate's device (Apple's
+    MPS has no kernel for it), the counts are drawn on the CPU, from the CPU's random stream (which
+    ``torch.manual_seed`` seeds), and copied back; a ``UserWarning`` says so once per device type.
+    """
+    try:
+        return torch.poisson(rate)
+    except NotImplementedError as err:
+        device = rate.device
+        if device.type not in _warned:
+            _warned.add(device.type)
+            warnings.warn(
+                f"torch.poisson is not available for a rate on {device} ({str(err).partition(chr(10))[0]}); "
+                "hitchhiker draws the Poisson counts on the CPU and moves them back (one copy each "
+                "way per draw). This warning is shown once.", UserWarning, stacklevel=2)
+        return _cpu_poisson(rate.detach().to("cpu")).to(device)
 
 
 def _segment_sum(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -62,10 +99,13 @@ def _ramp_value_and_slope(indicator: Indicator, u: torch.Tensor, want_value: boo
         if want_slope:
             slope = torch.sub(1.0, u).mul_(u).mul_(3.0)
         return value, slope
+    ramp, d_ramp = indicator.ramp, indicator.d_ramp
+    if ramp is None or d_ramp is None:
+        raise TypeError(f"indicator {indicator.name!r} is not a compact ramp")
     if want_value:
-        value = indicator.ramp(u, _TorchNS)
+        value = ramp(u, _TorchNS)
     if want_slope:
-        slope = 0.5 * indicator.d_ramp(u, _TorchNS)
+        slope = 0.5 * d_ramp(u, _TorchNS)
     return value, slope
 
 
@@ -79,17 +119,15 @@ def _window_columns(indicator, u, x, columns, tau):
     want_slope = any(c in columns for c in ("slope", "slope_x", "slope_t"))
     if x is None:
         value, slope = _ramp_value_and_slope(indicator, u, "value" in columns, want_slope)
-        positive = (u > 0.5) if "hard" in columns else None
     else:
         value = indicator(x) if "value" in columns else None
         slope = indicator.derivative(x) if want_slope else None
-        positive = (x > 0) if "hard" in columns else None
     out = {}
     for name in columns:
         if name == "value":
             out[name] = value
         elif name == "hard":
-            out[name] = positive.to(u.dtype)
+            out[name] = ((u > 0.5) if x is None else (x > 0)).to(u.dtype)
         elif name == "slope":
             out[name] = slope
         elif name == "slope_x":
@@ -140,8 +178,9 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
     half_width = indicator.half_width(dtype)
     lo = (1 - half_width * temperature).clamp(min=0)
     width = 1 + half_width * temperature - lo
-    counts = torch.poisson(rate * width).to(torch.long)
-    before = torch.poisson(rate * lo) if (with_relaxed or with_hard) else None
+    window_counts = poisson(rate * width)
+    counts = window_counts.to(torch.long)
+    before = poisson(rate * lo) if (with_relaxed or with_hard) else None
     ends = counts.cumsum(0)
     # x = (1 - t)/tau runs from `left` down to -h over the window; left = h unless it is clipped at
     # t = 0, so when no window is clipped x = h(2u - 1) is the same for every element.
@@ -149,12 +188,20 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
     total, same_tau, first_tau, shared = 0, False, None, True
     if n:
         # Everything the host needs to know, read in ONE transfer (on a GPU each read is a sync):
-        # the number of window arrivals, whether the batch has one temperature, and whether any
-        # window is clipped at t = 0.
-        total, same_tau, first_tau, shared = torch.stack([
-            ends[-1].to(torch.float64), (temperature == temperature[0]).all().to(torch.float64),
+        # the number of window arrivals (also summed in float64, which cannot wrap round), whether
+        # the batch has one temperature, and whether any window is clipped at t = 0.
+        total, wide_total, same_tau, first_tau, shared = torch.stack([
+            ends[-1].to(torch.float64), window_counts.to(torch.float64).sum(),
+            (temperature == temperature[0]).all().to(torch.float64),
             temperature[0].to(torch.float64), (left == half_width).all().to(torch.float64),
         ]).tolist()
+        if not 0 <= wide_total <= MAX_WINDOW_ARRIVALS:  # negative: torch.poisson's int64 overflowed
+            raise ValueError(
+                f"rate and temperature too large for EAT: this draw has "
+                f"{'more than 2**63' if wide_total < 0 else f'{wide_total:.3g}'} arrivals in the "
+                f"soft window (about rate x (1 + {half_width:g} temperature) per element), more than "
+                f"the {MAX_WINDOW_ARRIVALS:.3g} the sampler simulates (its work grows like rate x "
+                "temperature); lower the temperature or the rate")
         total, same_tau, shared = int(total), bool(same_tau), bool(shared)
     # One temperature for the whole batch (the usual case): sum f'(x) t directly, one column less.
     scalar_tau = first_tau if (with_rate_grad and not with_temperature_grad and same_tau) else None
@@ -186,14 +233,18 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
             if shared:
                 x = None if indicator.compact else torch.mul(u, 2 * half_width).sub_(half_width)
             else:
+                assert span is not None  # set whenever some window is clipped (not shared)
                 size = stop - start
                 x = torch.repeat_interleave(span[owners], lengths, output_size=size).mul_(u).neg_()
                 x += torch.repeat_interleave(left[owners], lengths, output_size=size)
             terms = _window_columns(indicator, u, x, columns, scalar_tau)
             for name, values in terms.items():
                 sums[name][owners] += _segment_sum(values, lengths)
-    relaxed = before + sums["value"] if with_relaxed else None
-    hard = before + sums["hard"] if with_hard else None
+    relaxed: Optional[torch.Tensor] = None
+    hard: Optional[torch.Tensor] = None
+    if before is not None:  # drawn exactly when a value (relaxed or hard) is wanted
+        relaxed = before + sums["value"] if with_relaxed else None
+        hard = before + sums["hard"] if with_hard else None
     d_rate = d_tau = None
     if with_rate_grad:
         safe_rate = torch.where(rate > 0, rate, torch.ones_like(rate))
@@ -208,8 +259,9 @@ def eat_pathwise(rate: torch.Tensor, temperature: torch.Tensor, indicator: Indic
 # ----------------------------------------------------------------------------- the opaque operator
 
 def check_rate_temperature(rate: torch.Tensor, temperature: torch.Tensor) -> None:
-    """``ValueError`` naming the argument unless rate is finite and >= 0 and temperature finite and > 0."""
-    check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
+    """``ValueError`` naming the argument unless rate is finite, >= 0 and below
+    :func:`~hitchhiker._validation.max_rate` and temperature finite and > 0."""
+    check_rate(rate)
     check_param(finite_positive, temperature, "temperature", "finite and > 0")
 
 

@@ -15,6 +15,7 @@ Conventions (one place, so every entry point refuses the same things the same wa
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -51,6 +52,62 @@ class _FinitePositive(constraints.Constraint):
 
 finite_nonnegative = _FiniteNonNegative()
 finite_positive = _FinitePositive()
+
+#: The largest rate any sampler accepts. ``torch.poisson`` returns its counts through int64, so a rate
+#: of :math:`2^{63} \approx 9.22\times10^{18}` or more comes back as a negative count; 9.2e18 leaves room
+#: for the fluctuations (:math:`\sqrt\lambda \approx 3\times10^9` there).
+MAX_RATE = 9.2e18
+
+
+def max_rate(dtype: torch.dtype) -> float:
+    r"""The largest rate accepted in ``dtype``: :data:`MAX_RATE`, and for float16 the rate whose draws
+    stay below float16's largest value 65504 with room to spare, :math:`\lambda + 10\sqrt\lambda + 10
+    \le 65504`, i.e. about 62,960 (a larger rate is refused: its samples would overflow to ``inf``).
+    """
+    if dtype == torch.float16:
+        top = torch.finfo(torch.float16).max
+        root = (-10 + math.sqrt(100 + 4 * (top - 10))) / 2
+        return root * root
+    return MAX_RATE
+
+
+def check_rate(rate: torch.Tensor, name: str = "rate") -> None:
+    """``ValueError`` naming ``name`` unless every rate is finite, >= 0 and below :func:`max_rate`.
+
+    One host read when the rates are fine; the message says which rule a bad value breaks.
+    """
+    value = rate.detach()
+    limit = max_rate(value.dtype)
+    valid = torch.isfinite(value) & (value >= 0)
+    if bool((valid & (value < limit)).all()):
+        return
+    if not bool(valid.all()):
+        bad = value[~valid].flatten()[:3].tolist()
+        raise ValueError(f"{name} must be finite and >= 0; got invalid values such as {bad}")
+    bad = value[value >= limit].flatten()[:3].tolist()
+    why = ("its samples would overflow float16 (largest value 65504): pass the rate in float32"
+           if value.dtype == torch.float16 else
+           "torch.poisson draws counts through int64, which overflows at 2**63 ~ 9.22e18")
+    raise ValueError(f"{name} must be below {limit:.6g} in {value.dtype} ({why}); got {bad}")
+
+
+def check_sample_shape(sample_shape, name: str = "sample_shape") -> torch.Size:
+    """``sample_shape`` as a ``torch.Size``; ``TypeError`` naming ``name`` for an int or anything else."""
+    if isinstance(sample_shape, torch.Size):
+        return sample_shape
+    message = f"{name} must be a torch.Size or a tuple of ints, got {_kind(sample_shape)}"
+    if isinstance(sample_shape, numbers.Integral) and not isinstance(sample_shape, bool):
+        raise TypeError(f"{message} (pass ({sample_shape},))")
+    if isinstance(sample_shape, (str, bytes, torch.Tensor)) or not hasattr(sample_shape, "__iter__"):
+        raise TypeError(message)
+    try:
+        shape = torch.Size(sample_shape)
+    except TypeError as err:
+        raise TypeError(message) from err
+    if any(size < 0 for size in shape):
+        raise ValueError(f"{name} must not hold negative sizes, got {tuple(shape)}")
+    return shape
+
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -126,15 +183,15 @@ def _broadcast_shapes(a, b):
     return torch.Size(reversed(out))
 
 
-def broadcast_pair(rate: torch.Tensor, temperature: torch.Tensor):
+def broadcast_pair(rate: torch.Tensor, temperature: torch.Tensor, rate_name: str = "rate"):
     """Broadcast rate and temperature, raising ``ValueError`` (not RuntimeError) on a mismatch."""
     shape = _broadcast_shapes(rate.shape, temperature.shape)
     if shape is None:
         raise ValueError(
-            f"rate of shape {tuple(rate.shape)} and temperature of shape "
+            f"{rate_name} of shape {tuple(rate.shape)} and temperature of shape "
             f"{tuple(temperature.shape)} cannot be broadcast together"
         ) from None
-    temperature = check_same_device(temperature, "temperature", rate.device)
+    temperature = check_same_device(temperature, "temperature", rate.device, other=rate_name)
     dtype = torch.promote_types(rate.dtype, temperature.dtype)
     return rate.to(dtype).expand(shape), temperature.to(dtype).expand(shape)
 

@@ -51,6 +51,7 @@ from ._validation import (
     check_param,
     check_positive_int,
     check_same_device,
+    check_sample_shape,
     compute_dtype,
     finite_positive,
 )
@@ -233,7 +234,7 @@ class ConwayMaxwellPoisson(Distribution):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(ConwayMaxwellPoisson, _instance)
-        batch_shape = torch.Size(batch_shape)
+        batch_shape = check_sample_shape(batch_shape, "batch_shape")
         new.log_rate = self.log_rate.expand(batch_shape)
         new.dispersion = self.dispersion.expand(batch_shape)
         new.n_categories, new.tolerance = self.n_categories, self.tolerance
@@ -258,7 +259,11 @@ class ConwayMaxwellPoisson(Distribution):
 
     def log_prob(self, value) -> torch.Tensor:
         if not torch.is_tensor(value):
-            value = torch.as_tensor(value, device=self.log_rate.device)
+            try:
+                value = torch.as_tensor(value, device=self.log_rate.device)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise TypeError(f"value must be a real tensor or numbers, got "
+                                f"{type(value).__name__}") from err
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"value must be a real tensor, got {value.dtype}")
         check_same_device(value, "value", self.log_rate.device, other="log_rate")
@@ -274,7 +279,7 @@ class ConwayMaxwellPoisson(Distribution):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Exact draws from the truncated categorical (dropped mass at most ``tolerance``)."""
         with torch.no_grad():
-            counts = Categorical(logits=self.logits()).sample(torch.Size(sample_shape))
+            counts = Categorical(logits=self.logits()).sample(check_sample_shape(sample_shape))
         return counts.to(self.log_rate.dtype)
 
     @property
@@ -375,7 +380,7 @@ def gumbel_softmax_counts(logits: torch.Tensor, temperature, sample_shape=torch.
     temperature = as_float_tensor(temperature, "temperature", like=logits)
     temperature = check_same_device(temperature, "temperature", logits.device, other="logits")
     check_param(finite_positive, temperature, "temperature", "finite and > 0")
-    shape = torch.Size(sample_shape) + logits.shape[:-1]
+    shape = check_sample_shape(sample_shape) + logits.shape[:-1]
     work = compute_dtype(logits.dtype)
     try:
         tau = temperature.to(work).expand(shape)

@@ -30,13 +30,33 @@ reference's, so they include the reference's error.
 
 The per-sample loss must treat its draws independently (the loss of draw ``s`` depends on ``z[s]``
 only: no batch statistics across draws).
+
+**Never a confident wrong answer.** Every record has a ``status``: ``"ok"``, or what went wrong,
+with a ``UserWarning``:
+
+* non-finite losses or gradients of a method are reported on that method's record, whose metrics
+  are NaN (never averaged into numbers); on the score-function reference they raise ``ValueError``
+  (nothing could be compared);
+* a metric that comes out non-finite is named (e.g. ``cos_mean`` of a method whose mean gradient is
+  within its own Monte Carlo noise, where the direction is undefined: NaN, not a huge number); the
+  other metrics of that record are kept;
+* a reference gradient within its own Monte Carlo noise (:math:`\lVert\hat g^*\rVert^2 -
+  \mathrm{tr}\,\Sigma^*/M` not above :math:`\mathrm{tr}\,\Sigma^*/M`, or not two jackknife standard
+  errors above 0; a model near its optimum) is reported as *too small to compare at this sample
+  size* on every record, instead of metrics divided by noise.
+
+:func:`recommend_estimator` only considers records that are ``ok``, have finite metrics and point the
+right way (``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN` = 0.9), and raises ``ValueError`` when none
+does.
 """
 from __future__ import annotations
 
 import math
+import operator
 import sys
 import time
-from typing import Callable, Optional, Sequence
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -51,6 +71,11 @@ METRICS = ("cos_mean", "cos_sample", "relative_bias", "relative_variance")
 #: an energy relative to the gradient's, variance relative to the lowest-variance candidate.
 BIAS_THRESHOLDS = (0.1, 1.0)
 VARIANCE_THRESHOLDS = (1.5, 3.0)
+#: The least ``cos_mean`` a recommended method may have: its expected gradient must point along the
+#: reference (a truncated GSM can point backwards, cos_mean -1, with a small variance).
+MIN_COS_MEAN = 0.9
+#: The ``status`` of a record whose metrics were computed.
+OK = "ok"
 DEFAULT_METHODS = ("eat-cubic", "eat-sigmoid", "st-cubic", "gsm", "score")
 DEFAULT_TEMPERATURES = (0.05, 0.1, 0.2, 0.5)
 
@@ -90,39 +115,75 @@ class EstimatorComparison(list):
         head = (f"{'method':<12} {'tau':>5} {'cos_mean':>16} {'cos_sample':>16} {'rel. bias':>17} "
                 f"{'rel. variance':>17}")
         lines = [head]
+        notes: List[str] = []
         for r in self:
             tau = "-" if r["temperature"] is None else f"{r['temperature']:g}"
             cells = " ".join(f"{r[m]:>8.4f} ± {r[m + '_se']:<6.4f}" for m in METRICS)
-            lines.append(f"{r['method']:<12} {tau:>5} {cells}")
-        return "\n".join(lines)
+            status = r.get("status", OK)
+            mark = "" if status == OK else f" [{len(notes) + 1}]"
+            if status != OK:
+                notes.append(f"[{len(notes) + 1}] {_label(r)}: {status}")
+            lines.append(f"{r['method']:<12} {tau:>5} {cells}{mark}")
+        return "\n".join(lines + notes)
 
 
 def _rating(value: float, good: float, fair: float) -> int:
     return 2 if value <= good else (1 if value <= fair else 0)
 
 
+def _exclusion(record: dict) -> Optional[str]:
+    """Why ``record`` cannot be recommended, or None."""
+    status = record.get("status", OK)
+    if status != OK:
+        return status
+    values = [record[name] for name in METRICS] + [record[f"{name}_se"] for name in METRICS]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return "non-finite metrics"
+    if record["cos_mean"] < MIN_COS_MEAN:
+        return (f"cos_mean {record['cos_mean']:.3f} < {MIN_COS_MEAN}: its expected gradient does not "
+                "point along the reference")
+    return None
+
+
+def _label(record: dict) -> str:
+    tau = record.get("temperature")
+    return record["method"] + ("" if tau is None else f" at temperature {tau:g}")
+
+
 def recommend_estimator(records: Sequence[dict]) -> str:
     r"""One line: the estimator the book's rule picks from :func:`compare_estimators` records.
 
-    Each record is rated on bias (``relative_bias`` good :math:`\le 0.1`, fair :math:`\le 1`) and on
-    variance (``relative_variance`` relative to the lowest among the records: good :math:`\le 1.5\times`,
-    fair :math:`\le 3\times`), good = 2, fair = 1, poor = 0; the highest total wins, ties going to the
-    lower relative mean squared error (bias + variance).
+    Only records that can be trusted are candidates: ``status`` ``"ok"``, every metric and standard
+    error finite, and ``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN` (0.9; the expected gradient points
+    along the reference). Each candidate is rated on bias (``relative_bias`` good :math:`\le 0.1`,
+    fair :math:`\le 1`) and on variance (``relative_variance`` relative to the lowest positive one
+    among the candidates: good :math:`\le 1.5\times`, fair :math:`\le 3\times`; a zero variance is
+    good and does not set the scale, so it cannot switch the criterion off for the others), good = 2,
+    fair = 1, poor = 0; the highest total wins, ties going to the lower relative mean squared error
+    (bias + variance). ``ValueError`` when no record is a candidate, saying why for each.
     """
     records = list(records)
     if not records:
         raise ValueError("records is empty: nothing to recommend")
-    floor = min(r["relative_variance"] for r in records)
-    floor = floor if floor > 0 else float("inf")
+    candidates, excluded = [], []
+    for r in records:
+        why = _exclusion(r)
+        if why is None:
+            candidates.append(r)
+        else:
+            excluded.append(f"{_label(r)}: {why}")
+    if not candidates:
+        raise ValueError("no estimator can be recommended from these records: " + "; ".join(excluded))
+    positive = [r["relative_variance"] for r in candidates if r["relative_variance"] > 0]
+    floor = min(positive) if positive else 1.0
 
     def key(r):
         score = (_rating(r["relative_bias"], *BIAS_THRESHOLDS)
-                 + _rating(r["relative_variance"] / floor, *VARIANCE_THRESHOLDS))
+                 + _rating(max(r["relative_variance"], 0.0) / floor, *VARIANCE_THRESHOLDS))
         return (-score, r["relative_bias"] + r["relative_variance"])
 
-    best = min(records, key=key)
-    tau = "" if best["temperature"] is None else f" at temperature {best['temperature']:g}"
-    return (f"{best['method']}{tau}: relative bias {best['relative_bias']:.3g} "
+    best = min(candidates, key=key)
+    return (f"{_label(best)}: relative bias {best['relative_bias']:.3g} "
             f"± {best['relative_bias_se']:.2g}, relative variance {best['relative_variance']:.3g} "
             f"± {best['relative_variance_se']:.2g}, cos_mean {best['cos_mean']:.3f} "
             f"± {best['cos_mean_se']:.3f}")
@@ -136,7 +197,8 @@ class _Groups:
         self.sum_sq = torch.zeros(n_groups, dtype=dtype, device=device)
         self.count = torch.zeros(n_groups, dtype=dtype, device=device)
         self.keep = keep
-        self._draws, self._owners = [], []
+        self._draws: List[torch.Tensor] = []
+        self._owners: List[torch.Tensor] = []
 
     def add(self, group: int, grads: torch.Tensor):
         self.sum[group] += grads.sum(0)
@@ -160,29 +222,64 @@ def _trace_cov(total, total_sq, count):
     return (total_sq - count * (mean * mean).sum(-1)) / (count - 1)
 
 
+def _kept(groups: _Groups, drop: Optional[int]) -> torch.Tensor:
+    keep = torch.ones(groups.count.shape[0], dtype=torch.bool, device=groups.count.device)
+    if drop is not None:
+        keep[drop] = False
+    return keep
+
+
+def _reference_mean(reference: _Groups, keep: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The reference's mean gradient and its Monte Carlo floor tr(cov)/M over the ``keep`` groups."""
+    m = reference.count[keep].sum()
+    g_star = reference.sum[keep].sum(0) / m
+    return g_star, _trace_cov(reference.sum[keep].sum(0), reference.sum_sq[keep].sum(), m) / m
+
+
+def _reference_too_small(reference: _Groups, n_groups: int) -> Optional[str]:
+    r"""Why the reference gradient cannot be compared at this sample size, or None.
+
+    :math:`\lVert\hat g^*\rVert^2 - \mathrm{tr}\,\Sigma^*/M` estimates :math:`\lVert g^*\rVert^2`; it
+    must exceed the floor :math:`\mathrm{tr}\,\Sigma^*/M` and two of its jackknife standard errors.
+    """
+    def signal(drop):
+        g_star, floor = _reference_mean(reference, _kept(reference, drop))
+        return torch.stack([(g_star * g_star).sum() - floor, floor])
+
+    full = signal(None)
+    leave_out = torch.stack([signal(g)[0] for g in range(n_groups)])
+    spread = ((n_groups - 1) / n_groups * ((leave_out - leave_out.mean()) ** 2).sum()).sqrt()
+    norm_sq, floor, se = float(full[0]), float(full[1]), float(spread)
+    if norm_sq > max(floor, 2 * se):
+        return None
+    return (f"too small to compare at this sample size: the reference gradient's squared norm, "
+            f"{norm_sq:.3g} ± {se:.2g} with its noise removed, is within its Monte Carlo noise floor "
+            f"{floor:.3g} (a model near its optimum?); raise reference_samples or pass exact_gradient")
+
+
 def _statistics(method: _Groups, reference: Optional[_Groups], exact: Optional[torch.Tensor],
                 drop: Optional[int]) -> torch.Tensor:
     """The four metrics on every group but ``drop`` (``None``: all groups)."""
-    keep = torch.ones(method.count.shape[0], dtype=torch.bool, device=method.count.device)
-    if drop is not None:
-        keep[drop] = False
+    keep = _kept(method, drop)
     n = method.count[keep].sum()
     g_bar = method.sum[keep].sum(0) / n
     tr_cov = _trace_cov(method.sum[keep].sum(0), method.sum_sq[keep].sum(), n)
     if exact is not None:
         g_star, ref_floor = exact, torch.zeros((), dtype=g_bar.dtype, device=g_bar.device)
     else:
-        m = reference.count[keep].sum()
-        g_star = reference.sum[keep].sum(0) / m
-        ref_floor = _trace_cov(reference.sum[keep].sum(0), reference.sum_sq[keep].sum(), m) / m
+        assert reference is not None  # one of exact and reference is given
+        g_star, ref_floor = _reference_mean(reference, keep)
     tiny = torch.finfo(g_bar.dtype).tiny
     # Squared norms with their Monte Carlo floors removed: E|mean of n draws|^2 = |E g|^2 + tr(cov)/n.
     signal = ((g_star * g_star).sum() - ref_floor).clamp_min(tiny)
-    method_norm_sq = ((g_bar * g_bar).sum() - tr_cov / n).clamp_min(tiny)
+    method_norm_sq = (g_bar * g_bar).sum() - tr_cov / n
     bias = ((g_bar - g_star) ** 2).sum() - tr_cov / n - ref_floor
     draws, owners = method.draws
     kept = draws[keep[owners]]
-    cos_mean = (g_bar * g_star).sum() / (method_norm_sq * signal).sqrt()
+    # The direction of a mean gradient within its own noise is undefined: NaN, not 1/sqrt(tiny).
+    cos_mean = torch.where(method_norm_sq > 0,
+                           (g_bar * g_star).sum() / (method_norm_sq.clamp_min(tiny) * signal).sqrt(),
+                           torch.full_like(signal, math.nan))
     cos_sample = ((kept @ g_star) / kept.norm(dim=-1).clamp_min(tiny)).mean() / signal.sqrt()
     return torch.stack([cos_mean, cos_sample, bias / signal, tr_cov / signal])
 
@@ -195,8 +292,9 @@ def _jackknife(method, reference, exact, n_groups):
 
 
 def _draw_gradients(method: str, rate: torch.Tensor, temperature, per_sample_loss, count: int,
-                    dist_kwargs: dict) -> torch.Tensor:
-    """``count`` single-draw gradient estimates, shape ``(count, rate.numel())``, float64.
+                    dist_kwargs: dict) -> Tuple[torch.Tensor, int, bool]:
+    """``count`` single-draw gradient estimates, shape ``(count, rate.numel())``, float64; the number of
+    those with a non-finite entry; whether every loss was finite.
 
     The rate is expanded to ``(count,) + rate.shape`` as a fresh leaf, so that one backward pass of
     :func:`~hitchhiker.surrogate_loss` (the estimator every model calls) gives each draw's own gradient;
@@ -211,7 +309,17 @@ def _draw_gradients(method: str, rate: torch.Tensor, temperature, per_sample_los
     (grad,) = torch.autograd.grad(surrogate * count, leaf, allow_unused=True)
     if grad is None:
         raise ValueError("per_sample_loss(z) does not depend on z: its gradient is None")
-    return grad.reshape(count, -1).to(torch.float64)
+    grad = grad.reshape(count, -1).to(torch.float64)
+    bad, finite_losses = torch.stack([(~torch.isfinite(grad)).any(1).sum().to(torch.float64),
+                                      torch.isfinite(surrogate.detach()).to(torch.float64)]).tolist()
+    return grad, int(bad), bool(finite_losses)
+
+
+def _non_finite(bad: int, count: int, finite_losses: bool) -> str:
+    what = [] if finite_losses else ["losses"]
+    if bad:
+        what.append(f"gradients ({bad} of {count} draws)")
+    return "non-finite " + " and ".join(what)
 
 
 class _Progress:
@@ -260,8 +368,15 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
     Returns:
         :class:`EstimatorComparison`: records with ``method``, ``temperature`` (``None`` for the score
         function), the metrics ``cos_mean``, ``cos_sample``, ``relative_bias``,
-        ``relative_variance`` and their ``*_se``, ``n_samples``, ``reference`` (``"exact"`` or
+        ``relative_variance`` and their ``*_se``, ``status`` (``"ok"``; or why the metrics are NaN:
+        non-finite losses or gradients of that method, a reference too small to compare; or which
+        metrics came out non-finite, e.g. the standard error of ``cos_mean`` of a method too noisy
+        for ``n_samples``: module docstring), ``n_samples``, ``reference`` (``"exact"`` or
         ``"score (M draws)"``), ``seconds`` and ``loss_evaluations``.
+
+    Raises:
+        ValueError: a bad argument (named), or non-finite losses or gradients on the score-function
+            reference's exact draws.
 
     >>> rate = torch.full((8,), 3.0, requires_grad=True)
     >>> loss = lambda z: ((z - 2.0) ** 2).sum(-1)
@@ -280,6 +395,9 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
     if rate.numel() == 0:
         raise ValueError("rate is empty")
     check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
+    if isinstance(methods, str) or not hasattr(methods, "__iter__"):
+        raise TypeError(f"methods must be a sequence of method names such as ('eat-cubic', 'score'), "
+                        f"got {type(methods).__name__} {methods!r}")
     methods = tuple(methods)
     if not methods:
         raise ValueError("methods is empty")
@@ -303,7 +421,13 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
                              f"{2 * n_groups}, got {value!r}")
     exact = None
     if exact_gradient is not None:
-        exact = torch.as_tensor(exact_gradient)
+        try:
+            exact = torch.as_tensor(exact_gradient)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"exact_gradient must be a tensor of rate's shape, got "
+                            f"{type(exact_gradient).__name__}") from err
+        if exact.is_complex() or exact.dtype == torch.bool:
+            raise TypeError(f"exact_gradient must be real, got a {exact.dtype} tensor")
         if exact.shape != rate.shape:
             raise ValueError(f"exact_gradient must have rate's shape {tuple(rate.shape)}, "
                              f"got {tuple(exact.shape)}")
@@ -311,7 +435,9 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
         if not bool(torch.isfinite(exact).all()) or not bool((exact != 0).any()):
             raise ValueError("exact_gradient must be finite and not all zero")
     if seed is not None:
-        torch.manual_seed(seed)
+        if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+        torch.manual_seed(operator.index(seed))
     configs = [(m, None) if m == "score" else (m, t) for m in methods
                for t in ((None,) if m == "score" else temperatures)]
     show = sys.stderr.isatty() if progress is None else check_bool(progress, "progress")
@@ -327,25 +453,58 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
             for start in range(0, ref_per_group, chunk):
                 size = min(chunk, ref_per_group - start)
                 size = size if size >= 2 else 2
-                reference.add(group, _draw_gradients("score", rate, None, per_sample_loss, size, {}))
+                grads, bad, finite_losses = _draw_gradients("score", rate, None, per_sample_loss, size, {})
+                if bad or not finite_losses:
+                    raise ValueError(
+                        f"per_sample_loss gave {_non_finite(bad, size, finite_losses)} on exact Poisson "
+                        "counts, so the score-function reference cannot be computed: make the loss "
+                        "finite at every count the rates can produce (e.g. at z = 0), or pass "
+                        "exact_gradient")
+                reference.add(group, grads)
         bar.step("reference (score)")
         reference_name = f"score ({int(reference.count.sum())} draws)"
+        too_small = _reference_too_small(reference, n_groups)
     else:
-        reference_name = "exact"
+        reference_name, too_small = "exact", None
+    if too_small is not None:
+        warnings.warn(f"compare_estimators: {too_small}", UserWarning, stacklevel=2)
 
     records = EstimatorComparison()
     for method, tau in configs:
-        start = time.perf_counter()
+        started = time.perf_counter()
         kwargs = dist_kwargs if method == "gsm" else {}
-        draws = _Groups(n_groups, dim, True, torch.float64, rate.device)
-        for group in range(n_groups):
-            draws.add(group, _draw_gradients(method, rate, tau, per_sample_loss, per_group, kwargs))
-        values, errors = _jackknife(draws, reference, exact, n_groups)
-        record = {"method": method, "temperature": tau}
-        for name, value, error in zip(METRICS, values.tolist(), errors.tolist()):
-            record[name], record[f"{name}_se"] = value, error
-        record.update(n_samples=int(n_samples), reference=reference_name,
-                      seconds=time.perf_counter() - start, loss_evaluations=int(n_samples),
+        status, evaluations = too_small, 0
+        if status is None:
+            draws = _Groups(n_groups, dim, True, torch.float64, rate.device)
+            for group in range(n_groups):
+                grads, bad, finite_losses = _draw_gradients(method, rate, tau, per_sample_loss, per_group,
+                                                            kwargs)
+                evaluations += per_group
+                if bad or not finite_losses:  # reported on this record, never averaged into metrics
+                    status = _non_finite(bad, per_group, finite_losses)
+                    break
+                draws.add(group, grads)
+        record: dict = {"method": method, "temperature": tau}
+        if status is None:
+            values, errors = _jackknife(draws, reference, exact, n_groups)
+            for name, value, error in zip(METRICS, values.tolist(), errors.tolist()):
+                record[name], record[f"{name}_se"] = value, error
+            unresolved = [k for k in record if k not in ("method", "temperature")
+                          and not math.isfinite(record[k])]
+            status = OK
+            if unresolved:  # kept as computed, but never recommended
+                status = (f"non-finite {', '.join(unresolved)} (a method whose mean gradient is within "
+                          f"its own Monte Carlo noise has no resolvable direction: raise n_samples)")
+                warnings.warn(f"compare_estimators: {_label(record)}: {status}; it is never recommended",
+                              UserWarning, stacklevel=2)
+        else:
+            for name in METRICS:
+                record[name] = record[f"{name}_se"] = math.nan
+            if status != too_small:
+                warnings.warn(f"compare_estimators: {_label(record)}: {status}; its metrics are NaN and "
+                              "it is never recommended", UserWarning, stacklevel=2)
+        record.update(status=status, n_samples=int(n_samples), reference=reference_name,
+                      seconds=time.perf_counter() - started, loss_evaluations=evaluations,
                       reference_loss_evaluations=0 if reference is None else int(reference.count.sum()))
         records.append(record)
         bar.step(method if tau is None else f"{method} tau={tau:g}")

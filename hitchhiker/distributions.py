@@ -33,22 +33,29 @@ import warnings
 import torch
 from torch.distributions import Distribution, constraints
 
-from ._eat import _functorch_wrappers, _is_compiling, check_rate_temperature, eat_rsample
+from ._eat import _functorch_wrappers, _is_compiling, check_rate_temperature, eat_rsample, poisson
 from ._validation import (
     as_float_tensor,
     broadcast_pair,
     check_bool,
     check_n_categories,
+    check_param,
     check_same_device,
+    check_sample_shape,
     compute_dtype,
     finite_nonnegative,
     finite_positive,
+    max_rate,
 )
 from .indicators import INDICATORS, get_indicator
 from .moments import relaxed_mean, relaxed_variance
 
 #: Largest Poisson mass beyond ``n_categories - 1`` that :class:`GumbelSoftmaxPoisson` drops silently.
 TRUNCATION_TOLERANCE = 1e-4
+#: :class:`GumbelSoftmaxPoisson` warns before a draw whose ``sample_shape + batch_shape + (K,)`` tensors
+#: would exceed this many bytes each (several of that size are alive at once; ``K`` follows the
+#: largest rate of the whole batch, so one large rate makes every element pay for it).
+GSM_MEMORY_WARNING = 1 << 30
 
 
 def _batched_by_vmap(tensor: torch.Tensor) -> bool:
@@ -69,25 +76,123 @@ def _score_dtype(value: torch.Tensor, rate: torch.Tensor) -> torch.dtype:
     return torch.promote_types(dtype, value.dtype) if value.is_floating_point() else dtype
 
 
-def poisson_log_prob(value, rate) -> torch.Tensor:
+def _log_pmf(value: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    r"""The log-pmf without checks (``value`` and ``rate`` tensors on one device).
+
+    :math:`z\log\lambda` is 0 where :math:`z = 0`, with derivative 0 in :math:`\lambda` there (the
+    limit of :math:`z/\lambda`): ``xlogy``'s own backward gives 0/0 = NaN at :math:`z = \lambda = 0`, so
+    the rate is replaced by 1 under ``xlogy`` wherever :math:`z = 0`. The score of :math:`z = 0` at
+    :math:`\lambda = 0` is then :math:`-1`, its value for every :math:`\lambda`.
+    """
+    dtype = _score_dtype(value, rate)
+    value, rate = value.to(dtype), rate.to(dtype)
+    safe = torch.where(value == 0, torch.ones_like(rate), rate)
+    return torch.xlogy(value, safe) - rate - torch.lgamma(value + 1)
+
+
+def _log_pmf_log_rate(value: torch.Tensor, log_rate: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    r"""The log-pmf from :math:`\log\lambda` itself: :math:`z\log\lambda - e^{\log\lambda} - \log\Gamma(z+1)`,
+    exact where :math:`\lambda` underflows (and :math:`z\log\lambda = 0` at :math:`z = 0`, even for
+    :math:`\log\lambda = -\infty`)."""
+    dtype = _score_dtype(value, log_rate)
+    value, log_rate, rate = value.to(dtype), log_rate.to(dtype), rate.to(dtype)
+    safe = torch.where(value == 0, torch.zeros_like(log_rate), log_rate)
+    return value * safe - rate - torch.lgamma(value + 1)
+
+
+def poisson_log_prob(value, rate, *, validate_args=None, integer: bool = False) -> torch.Tensor:
     r"""Poisson log-pmf :math:`z\log\lambda - \lambda - \log\Gamma(z + 1)`, extended to real :math:`z \ge 0`.
 
     Through the gamma function it also scores relaxed (real-valued) counts, as the POGLM ELBO and the
-    score-function surrogate need; it is a normalised density only on the integers. ``xlogy`` makes
-    :math:`z = 0, \lambda = 0` give 0. The result has the dtype
-    ``promote(rate.dtype, value.dtype)`` for a floating ``value`` and ``rate.dtype`` for an integer
-    one (counts are exact in any float dtype that can hold the rate).
+    score-function surrogate need; it is a normalised density only on the integers. The result has
+    the dtype ``promote(rate.dtype, value.dtype)`` for a floating ``value`` and ``rate.dtype`` for an
+    integer one (counts are exact in any float dtype that can hold the rate).
+
+    **At** :math:`\lambda = 0`: :math:`\log p(0; 0) = 0`, and the score
+    :math:`\partial_\lambda \log p(z;\lambda) = z/\lambda - 1` of :math:`z = 0` is taken as its value
+    at every :math:`\lambda`, :math:`-1` (not ``xlogy``'s 0/0 = NaN), so a rate of exactly 0, or one
+    that underflowed from ``exp``, gives finite score-function gradients.
+
+    Args:
+        value: counts :math:`z \ge 0` (a tensor or numbers).
+        rate: :math:`\lambda \ge 0`, broadcastable with ``value``.
+        validate_args: refuse (``ValueError`` naming the argument) a negative or non-finite
+            ``rate`` or ``value``, as the distributions do; default: torch.distributions' default
+            (on). ``False`` skips the checks (they read the values: a host sync on a GPU, and
+            impossible under ``torch.func.vmap``).
+        integer: also refuse a non-integer ``value`` (exact counts only; the default accepts relaxed
+            counts, as above).
+
+    >>> poisson_log_prob(torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2.0]))
+    tensor([ 0.0000, -1.3069])
+    >>> poisson_log_prob(torch.tensor([-1.0]), torch.tensor([2.0]))
+    Traceback (most recent call last):
+    ...
+    ValueError: value must be finite and >= 0 (a count); got invalid values such as [-1.0]
     """
-    rate = torch.as_tensor(rate)
-    value = torch.as_tensor(value, device=rate.device)
-    dtype = _score_dtype(value, rate)
-    value, rate = value.to(dtype), rate.to(dtype)
-    return torch.xlogy(value, rate) - rate - torch.lgamma(value + 1)
+    rate = _real_tensor(rate, "rate")
+    value = _real_tensor(value, "value", device=rate.device)
+    value = check_same_device(value, "value", rate.device)
+    validate = Distribution._validate_args if validate_args is None else validate_args
+    if check_bool(validate, "validate_args"):
+        check_param(finite_nonnegative, rate, "rate", "finite and >= 0")
+        check_param(finite_nonnegative, value, "value", "finite and >= 0 (a count)")
+    if check_bool(integer, "integer"):
+        check_param(_integral, value, "value", "an integer count (integer=True)")
+    return _log_pmf(value, rate)
+
+
+def _real_tensor(value, name: str, device=None) -> torch.Tensor:
+    """A real (not complex or boolean) tensor, or ``TypeError`` naming ``name``."""
+    if not torch.is_tensor(value):
+        try:
+            value = torch.as_tensor(value, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a real tensor or numbers, got "
+                            f"{type(value).__name__}") from err
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{name} must be real, got a {value.dtype} tensor")
+    return value
+
+
+class _Integral(constraints.Constraint):
+    is_discrete = True
+    event_dim = 0
+
+    def check(self, value):
+        return value == torch.round(value) if value.is_floating_point() else torch.ones_like(
+            value, dtype=torch.bool)
+
+
+_integral = _Integral()
+
+
+def _check_log_rate(log_rate: torch.Tensor) -> None:
+    r"""``ValueError`` unless every log rate is below :math:`\log` of the largest rate (and not NaN).
+
+    :math:`-\infty` (a rate of 0) is accepted.
+    """
+    limit = math.log(max_rate(log_rate.dtype))
+    value = log_rate.detach()
+    ok = ~torch.isnan(value) & (value < limit)
+    if not bool(ok.all()):
+        bad = value[~ok].flatten()[:3].tolist()
+        raise ValueError(
+            f"log_rate must be below {limit:.6g} (log of the largest rate, {max_rate(value.dtype):.4g}, "
+            f"in {value.dtype}: torch.poisson draws counts through int64"
+            f"{', and float16 samples overflow above 65504' if value.dtype == torch.float16 else ''}) "
+            f"and not NaN; got {bad}")
+
+
+def _log_floor(dtype: torch.dtype) -> float:
+    """The floor of a log rate inside GSM's logits (a rate of 0, or log_rate = -inf, gives finite logits)."""
+    return math.log(torch.finfo(dtype).tiny)
 
 
 class _PoissonRelaxation(Distribution):
-    r"""What the two relaxations share: ``rate`` :math:`\lambda \ge 0`, ``temperature`` :math:`\tau > 0`,
-    ``hard``, their checks, one ``expand``, the Poisson ``log_prob`` and exact ``sample``.
+    r"""What the two relaxations share: ``rate`` :math:`\lambda \ge 0` (or ``log_rate``),
+    ``temperature`` :math:`\tau > 0`, ``hard``, their checks, one ``expand``, the Poisson
+    ``log_prob`` and exact ``sample``.
 
     Subclasses list their extra (non-tensor) attributes in ``_extra_attributes`` so that ``expand``
     copies them, and implement ``rsample``.
@@ -101,15 +206,28 @@ class _PoissonRelaxation(Distribution):
     #: at construction (under torch.compile, or on a vmap-batched rate)?
     _checks_in_sampler = False
 
-    def __init__(self, rate, temperature, hard=False, validate_args=None):
+    def __init__(self, rate, temperature, hard=False, validate_args=None, log_rate=None):
+        name = type(self).__name__
+        if rate is None and log_rate is None:  # a missing argument, as Python reports it
+            raise TypeError(f"{name} needs a rate (or log_rate=, keyword only): got neither")
+        if rate is not None and log_rate is not None:
+            raise ValueError(f"{name} takes exactly one of rate and log_rate, got both")
+        if temperature is None:
+            raise TypeError(f"{name} needs a temperature (a number or tensor > 0), got None")
         self.hard = check_bool(hard, "hard")
-        rate = as_float_tensor(rate, "rate")
-        temperature = as_float_tensor(temperature, "temperature", like=rate)
-        rate, temperature = broadcast_pair(rate, temperature)
         validate = Distribution._validate_args if validate_args is None else validate_args
         validate = check_bool(validate, "validate_args")
+        if log_rate is not None:
+            log_rate = as_float_tensor(log_rate, "log_rate")
+            temperature = as_float_tensor(temperature, "temperature", like=log_rate)
+            log_rate, temperature = broadcast_pair(log_rate, temperature, rate_name="log_rate")
+            rate = log_rate.exp()
+        else:
+            rate = as_float_tensor(rate, "rate")
+            temperature = as_float_tensor(temperature, "temperature", like=rate)
+            rate, temperature = broadcast_pair(rate, temperature)
         self._explicit_validation = validate_args is True
-        self.rate, self.temperature = rate, temperature
+        self.rate, self.temperature, self._log_rate = rate, temperature, log_rate
         # Values cannot be read in Python under vmap, and reading them splits a torch.compile
         # graph: then the same checks run inside RelaxedPoisson's sampling operator, at rsample.
         compiling = _is_compiling()
@@ -118,21 +236,33 @@ class _PoissonRelaxation(Distribution):
         if self._deferred_checks and not self._checks_in_sampler:
             if batched:
                 raise RuntimeError(
-                    f"{type(self).__name__} cannot check its arguments on a rate batched by vmap "
+                    f"{name} cannot check its arguments on a rate batched by vmap "
                     "(their values cannot be read there): check them outside vmap and pass "
                     "validate_args=False (and, for GumbelSoftmaxPoisson, an explicit n_categories)")
             self._deferred_checks = False  # compiling: check now, at the cost of a graph break
         if validate and not self._deferred_checks:
+            if log_rate is not None:
+                _check_log_rate(log_rate)
             check_rate_temperature(rate, temperature)
         # The checks above already raised clear errors; skip torch's generic re-check of the values.
         super().__init__(rate.shape, validate_args=False)
         self._validate_args = validate
 
+    @property
+    def log_rate(self) -> torch.Tensor:
+        r""":math:`\log\lambda`: the ``log_rate`` given, else ``rate.log()``."""
+        return self.rate.log() if self._log_rate is None else self._log_rate
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        new.temperature = self.temperature.expand(batch_shape)
+        batch_shape = check_sample_shape(batch_shape, "batch_shape")
+        try:
+            new.rate = self.rate.expand(batch_shape)
+            new.temperature = self.temperature.expand(batch_shape)
+            new._log_rate = None if self._log_rate is None else self._log_rate.expand(batch_shape)
+        except RuntimeError as err:
+            raise ValueError(f"batch_shape {tuple(batch_shape)} cannot be reached by expanding the "
+                             f"batch shape {tuple(self.batch_shape)}") from err
         for name in ("hard", "_explicit_validation", "_deferred_checks") + self._extra_attributes:
             setattr(new, name, getattr(self, name))
         Distribution.__init__(new, batch_shape, validate_args=False)
@@ -145,24 +275,24 @@ class _PoissonRelaxation(Distribution):
         Defined for real :math:`z \ge 0` through the gamma function, so it can score relaxed counts
         (as the POGLM ELBO does); it is a normalised density only on the integers, where it equals
         ``torch.distributions.Poisson(rate).log_prob``. Integer counts are scored in the rate's
-        dtype; a floating ``value`` is promoted with it (:func:`poisson_log_prob`).
+        dtype; a floating ``value`` is promoted with it (:func:`poisson_log_prob`). Given
+        ``log_rate``, :math:`z\log\lambda` uses it directly (exact where :math:`\lambda` underflows).
         """
-        if not torch.is_tensor(value):
-            value = torch.as_tensor(value, device=self.rate.device)
-        if value.is_complex():
-            raise TypeError(f"value must be real, got a {value.dtype} tensor")
-        check_same_device(value, "value", self.rate.device)
+        value = _real_tensor(value, "value", device=self.rate.device)
+        value = check_same_device(value, "value", self.rate.device)
         if self._validate_args:
             self._validate_sample(value)
-        return poisson_log_prob(value, self.rate)
+        if self._log_rate is not None:
+            return _log_pmf_log_rate(value, self._log_rate, self.rate)
+        return _log_pmf(value, self.rate)
 
     def sample(self, sample_shape=torch.Size()):
         """Exact Poisson counts (no gradient), in the rate's dtype."""
-        shape = self._extended_shape(sample_shape)
+        shape = self._extended_shape(check_sample_shape(sample_shape))
         with torch.no_grad():
             rate = self.rate.expand(shape)
             work = rate.to(compute_dtype(rate.dtype))
-            return torch.poisson(work).to(rate.dtype)
+            return poisson(work).to(rate.dtype)
 
 
 class RelaxedPoisson(_PoissonRelaxation):
@@ -170,7 +300,17 @@ class RelaxedPoisson(_PoissonRelaxation):
 
     Args:
         rate: :math:`\lambda \ge 0`, any shape, any real dtype and device (integer tensors and Python
-            numbers become the default float dtype; complex and boolean inputs are refused).
+            numbers become the default float dtype; complex and boolean inputs are refused); below
+            :data:`~hitchhiker._validation.MAX_RATE` (9.2e18: ``torch.poisson`` counts in int64), and
+            for float16 below about 62,960 (the samples must fit in float16). EAT simulates the
+            arrivals in its soft window (about :math:`2\lambda\tau` per element for a compact ramp):
+            a draw that would need more than :data:`~hitchhiker._eat.MAX_WINDOW_ARRIVALS`
+            (:math:`2^{40}`) of them is refused with ``ValueError`` rather than run for hours.
+        log_rate: :math:`\log\lambda` instead of ``rate`` (keyword only; give exactly one of the two),
+            as the official code takes it: ``rate = log_rate.exp()``, with the gradient flowing to
+            ``log_rate``. :math:`-\infty` is a rate of 0; above :math:`\log 9.2\times10^{18}
+            \approx 43.67` it is refused (no count that large can be drawn), so ``exp`` never
+            overflows, even in float32 (:math:`e^{88.7}`).
         temperature: :math:`\tau > 0`, broadcastable with ``rate``, on its device (a 0-dim CPU
             tensor or a number is moved).
         indicator: ``"cubic"`` (default; exact mean for :math:`\tau \le 1`), ``"sigmoid"``,
@@ -183,6 +323,26 @@ class RelaxedPoisson(_PoissonRelaxation):
     exact Poisson counts. ``mean`` and ``variance`` are the relaxed variable's own moments from
     Campbell's theorem (:mod:`hitchhiker.moments`); with ``hard=True`` they are Poisson's.
     Half-precision inputs are sampled in float32 and returned in their own dtype.
+
+    **At a rate of 0** the sample is exactly 0 and so is its pathwise gradient (a rate-0 process has
+    no arrivals). The derivative of :math:`\mathbb E[\tilde z]` there is the mean factor (1 for a
+    compact ramp at :math:`\tau \le 1`); at a small :math:`\lambda > 0` the expected pathwise gradient
+    still equals it, carried by rare draws (probability about :math:`2\lambda\tau`) with gradients of
+    order :math:`1/(\lambda\tau)`, but at :math:`\lambda = 0` by none, so a rate of exactly 0 gets a
+    zero gradient. The score function is finite there too (:func:`poisson_log_prob` takes the score
+    of :math:`z = 0` at :math:`\lambda = 0` as :math:`-1`), and just as blind to the first arrival.
+    Keep rates away from 0 (e.g. ``softplus(x) + eps``) if their gradient at 0 matters.
+
+    >>> rate = torch.tensor([0.5, 3.0], requires_grad=True)
+    >>> d = RelaxedPoisson(rate, temperature=0.1)
+    >>> z = d.rsample((1000,))                # relaxed counts, shape (1000, 2)
+    >>> z.mean(0).backward(torch.ones(2))     # E[dz/d rate] = 1 for the cubic ramp at tau <= 1
+    >>> z.shape, rate.grad.shape
+    (torch.Size([1000, 2]), torch.Size([2]))
+    >>> RelaxedPoisson(log_rate=torch.tensor([50.0]), temperature=0.1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: log_rate must be below 43.6657 (log of the largest rate, 9.2e+18, ...) and not NaN; got [50.0]
 
     **Derivatives.** First order in every mode: ``backward``/``torch.autograd.grad`` (also with
     ``create_graph=True``), ``torch.func.grad``/``jacrev``, forward mode (``torch.func.jvp``,
@@ -203,12 +363,13 @@ class RelaxedPoisson(_PoissonRelaxation):
     _extra_attributes = ("indicator",)
     _checks_in_sampler = True
 
-    def __init__(self, rate, temperature, indicator="cubic", hard=False, validate_args=None):
+    def __init__(self, rate=None, temperature=None, indicator="cubic", hard=False, validate_args=None, *,
+                 log_rate=None):
         self.indicator = get_indicator(indicator)
         if INDICATORS.get(self.indicator.name) is not self.indicator:
             raise ValueError(f"indicator must be one of {sorted(INDICATORS)} (or its Indicator "
                              f"object), got an unregistered Indicator {self.indicator.name!r}")
-        super().__init__(rate, temperature, hard=hard, validate_args=validate_args)
+        super().__init__(rate, temperature, hard=hard, validate_args=validate_args, log_rate=log_rate)
 
     @property
     def mean(self):
@@ -223,7 +384,7 @@ class RelaxedPoisson(_PoissonRelaxation):
         return relaxed_variance(self.rate, self.temperature, self.indicator.name)
 
     def rsample(self, sample_shape=torch.Size()):
-        shape = self._extended_shape(sample_shape)
+        shape = self._extended_shape(check_sample_shape(sample_shape))
         rate, temperature = self.rate.expand(shape), self.temperature.expand(shape)
         work = compute_dtype(rate.dtype)
         value = eat_rsample(rate.to(work), temperature.to(work), self.indicator, self.hard,
@@ -241,7 +402,8 @@ def _categories_for(top: float) -> int:
 
 
 def _tail_beyond(top: float, n_categories: int) -> float:
-    """:math:`P(X \\ge K)` for :math:`X \\sim \\mathrm{Poisson}(top)`: the regularised lower incomplete gamma."""
+    """:math:`P(X \\ge K)` for :math:`X \\sim \\mathrm{Poisson}(top)` (the regularised lower incomplete
+    gamma function)."""
     if top == 0:
         return 0.0
     k = torch.tensor(float(n_categories), dtype=torch.float64)
@@ -297,8 +459,21 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
     ``ValueError`` is raised. ``validate_args=False`` skips the check (as it skips every check).
 
     ``n_categories`` is any positive integral number (``int``, ``numpy.int64``; not ``bool`` or
-    floats). Every derivative is autograd's own through the softmax, so second derivatives and
-    forward mode are exact derivatives of the relaxation.
+    floats). A draw allocates several tensors of ``sample_shape + batch_shape + (K,)`` elements; above
+    :data:`GSM_MEMORY_WARNING` bytes each (1 GiB) a ``UserWarning`` says so before allocating.
+    ``log_rate=`` (keyword only, instead of ``rate``) gives the logits :math:`k\log\lambda - \log k!`
+    from :math:`\log\lambda` itself, exact where :math:`\lambda` underflows; limits as for
+    :class:`RelaxedPoisson`. At a rate of 0 the gradient is 0, as for EAT (the log rate is floored at
+    the log of the smallest normal number, about -708 in float64), and category 0 leads every other
+    by at least that much, so at any temperature well below 708 the sample is 0. Every derivative is
+    autograd's own through the softmax, so second derivatives and forward mode are exact derivatives
+    of the relaxation.
+
+    >>> d = GumbelSoftmaxPoisson(torch.tensor([2.0, 8.0]), temperature=0.5)
+    >>> d.n_categories                      # floor(8 + 4 sqrt(8) + 5)
+    24
+    >>> d.rsample((3,)).shape, d.rsample_onehot((3,)).shape
+    (torch.Size([3, 2]), torch.Size([3, 2, 24]))
 
     The default ``K`` and the truncation check read the largest rate, which ``torch.compile`` and
     ``vmap`` cannot do inside the traced function: under ``torch.compile`` pass ``n_categories``
@@ -308,18 +483,20 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
 
     _extra_attributes = ("n_categories",)
 
-    def __init__(self, rate, temperature, n_categories=None, hard=False, validate_args=None):
-        super().__init__(rate, temperature, hard=hard, validate_args=validate_args)
+    def __init__(self, rate=None, temperature=None, n_categories=None, hard=False, validate_args=None,
+                 *, log_rate=None):
+        super().__init__(rate, temperature, hard=hard, validate_args=validate_args, log_rate=log_rate)
         if n_categories is None:
             if not _is_compiling() and _batched_by_vmap(self.rate):
                 raise ValueError("GumbelSoftmaxPoisson under vmap needs an explicit n_categories "
                                  "(the default reads the largest rate, which vmap cannot)")
-        # The default K and the truncation check both need the largest rate: read it once.
-        top = None if (n_categories is not None and not self._validate_args) else _largest(self.rate)
-        self.n_categories = check_n_categories(_categories_for(top) if n_categories is None
-                                               else n_categories)
+            top = _largest(self.rate)
+            self.n_categories = check_n_categories(_categories_for(top))
+        else:
+            self.n_categories = check_n_categories(n_categories)
         if self._validate_args:
-            self._check_truncation(top)
+            # The default K and the truncation check both need the largest rate: read it once.
+            self._check_truncation(top if n_categories is None else _largest(self.rate))
 
     def _check_truncation(self, top: float):
         lost = _tail_beyond(top, self.n_categories)
@@ -341,22 +518,40 @@ class GumbelSoftmaxPoisson(_PoissonRelaxation):
         wide = torch.float64 if rate.device.type != "mps" else torch.float32
         work = compute_dtype(rate.dtype)
         k = torch.arange(self.n_categories, dtype=wide, device=rate.device)
-        safe = rate.detach().to(wide).clamp_min(torch.finfo(wide).tiny)
-        values = (k * safe.log().unsqueeze(-1) - torch.lgamma(k + 1)).to(work)  # log on B, not B x K
+        if self._log_rate is None:
+            log_wide = rate.detach().to(wide).clamp_min(torch.finfo(wide).tiny).log()
+            log_work = rate.to(work).clamp_min(torch.finfo(work).tiny).log()
+        else:  # the log rate itself: no exp/log round trip, exact where the rate underflows
+            log_wide = self._log_rate.detach().to(wide).clamp_min(_log_floor(wide))
+            log_work = self._log_rate.to(work).clamp_min(_log_floor(work))
+        values = (k * log_wide.unsqueeze(-1) - torch.lgamma(k + 1)).to(work)  # log on B, not B x K
         # The derivatives come from a zero-valued term with the derivatives of k log(lambda) to every
         # order, in the working dtype: autograd then never runs through the wide K-fold tensor (the
         # float64 backward of the K-fold product used to be most of GSM's cost).
-        log_rate = rate.to(work).clamp_min(torch.finfo(work).tiny).log().unsqueeze(-1)
-        return values + k.to(work) * (log_rate - log_rate.detach())
+        log_work = log_work.unsqueeze(-1)
+        return values + k.to(work) * (log_work - log_work.detach())
+
+    def _onehot(self, sample_shape) -> torch.Tensor:
+        """``rsample_onehot`` in the working dtype (float32 for half-precision rates)."""
+        shape = self._extended_shape(check_sample_shape(sample_shape))
+        work = compute_dtype(self.rate.dtype)
+        nbytes = math.prod(shape) * self.n_categories * torch.finfo(work).bits // 8
+        if nbytes > GSM_MEMORY_WARNING:
+            warnings.warn(
+                f"GumbelSoftmaxPoisson: this draw allocates several tensors of {nbytes / 2**30:.3g} GiB "
+                f"each (sample and batch shape {tuple(shape)} x n_categories={self.n_categories}, "
+                f"set by the largest rate {_largest(self.rate):.4g}); draw fewer samples, split the "
+                f"batch by rate, or use RelaxedPoisson, whose memory does not grow with the rate",
+                UserWarning, stacklevel=3)
+        logits = self.logits().expand(shape + (self.n_categories,))
+        tau = self.temperature.to(logits.dtype).expand(shape)
+        return gumbel_softmax_onehot(logits, tau, self.hard)
 
     def rsample_onehot(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Relaxed one-hot vectors ``y``, shape ``sample_shape + batch_shape + (K,)``."""
-        shape = self._extended_shape(sample_shape)
-        logits = self.logits().expand(shape + (self.n_categories,))
-        tau = self.temperature.to(logits.dtype).expand(shape)
-        return gumbel_softmax_onehot(logits, tau, self.hard).to(self.rate.dtype)
+        return self._onehot(sample_shape).to(self.rate.dtype)
 
     def rsample(self, sample_shape=torch.Size()):
-        y = self.rsample_onehot(sample_shape)
+        y = self._onehot(sample_shape)
         k = torch.arange(self.n_categories, dtype=y.dtype, device=y.device)
-        return (y * k).sum(-1)
+        return (y * k).sum(-1).to(self.rate.dtype)  # summed in the working dtype: no float16 overflow

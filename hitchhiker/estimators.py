@@ -18,9 +18,11 @@ import math
 import numbers
 
 import torch
+from torch.distributions import Distribution
 
-from ._validation import as_float_tensor, check_positive_int
-from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, poisson_log_prob
+from ._eat import poisson
+from ._validation import as_float_tensor, check_bool, check_positive_int, check_rate
+from .distributions import GumbelSoftmaxPoisson, RelaxedPoisson, _batched_by_vmap, _log_pmf
 
 EAT_METHODS = ("eat-cubic", "eat-sigmoid", "eat-linear", "eat-quintic", "eat-cosine")
 STRAIGHT_THROUGH_METHODS = ("st-cubic", "st-sigmoid")
@@ -121,7 +123,7 @@ def _check_temperature(method: str, temperature) -> None:
         return
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(f"temperature must be a number or a tensor, got {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature > 0):
+    if not (math.isfinite(temperature) and float(temperature) > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
 
 
@@ -178,7 +180,9 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
             of the counts for ``"score"``, the relaxation's :meth:`log_prob` of :math:`\tilde z` for
             pathwise methods. For losses that contain the sampling density itself, such as a negative
             ELBO :math:`\mathbb E_q[\log q(z) - \log p(x, z)]`.
-        validate_args: passed to the distribution.
+        validate_args: passed to the distribution; for ``"score"``, whether to check the rate (finite,
+            >= 0, below :func:`~hitchhiker._validation.max_rate`; default: torch.distributions'
+            default, on; skipped under ``torch.func.vmap``, which cannot read values).
         dist_kwargs: passed to the distribution (``n_categories`` for ``"gsm"``).
 
     Returns:
@@ -215,9 +219,13 @@ def surrogate_loss(method: str, rate: torch.Tensor, per_sample_loss, temperature
                              f"distribution arguments; got {', '.join(given)}")
         if baseline is not None and not isinstance(baseline, bool):
             raise TypeError(f"baseline must be None, True or False, got {baseline!r}")
+        validate = Distribution._validate_args if validate_args is None else validate_args
+        # (Under torch.func.vmap the values cannot be read: the check is skipped there.)
+        if check_bool(validate, "validate_args") and not _batched_by_vmap(rate):
+            check_rate(rate)
         with torch.no_grad():
-            counts = torch.poisson(rate.detach().expand(sample_shape + rate.shape))
-        log_probs = poisson_log_prob(counts, rate)
+            counts = poisson(rate.detach().expand(sample_shape + rate.shape))
+        log_probs = _log_pmf(counts, rate)  # finite score at rate 0: d/d rate log p(0) = -1
         losses = _call_loss(per_sample_loss, counts, log_probs, with_log_prob, n_draws, event_shape)
         # The latents of one draw are the dimensions of rate that the loss reduced. (Summing over an
         # empty tuple of dimensions would reduce everything, hence the guard.)

@@ -89,14 +89,14 @@ class Indicator:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) on a tensor."""
-        if self.compact:
+        if self.ramp is not None:  # compact
             u = (0.5 * x + 0.5).clamp(0.0, 1.0)
             return self.ramp(u, _TorchNS)
         return torch.sigmoid(x)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """f'(x) on a tensor (zero outside the ramp for compact indicators)."""
-        if self.compact:
+        if self.d_ramp is not None:  # compact
             inside = (x > -1) & (x < 1)
             u = (0.5 * x + 0.5).clamp(0.0, 1.0)
             return torch.where(inside, 0.5 * self.d_ramp(u, _TorchNS), torch.zeros_like(x))

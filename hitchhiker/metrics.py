@@ -1,7 +1,8 @@
 r"""Metrics on samples: how close a relaxed Poisson sample is to the real thing.
 
 * :func:`moment_ratios` -- empirical mean and variance divided by the Poisson's own (both equal
-  :math:`\lambda`): :math:`\hat{\mathbb E}[\tilde z]/\lambda` and :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda`.
+  :math:`\lambda`): :math:`\hat{\mathbb E}[\tilde z]/\lambda` and
+  :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda`.
 * :func:`wasserstein1` -- the Wasserstein-1 distance between two equal-size samples,
   :math:`W_1 = \frac1n \sum_i |x_{(i)} - y_{(i)}|` (sorted samples), optionally divided by
   :math:`\sqrt\lambda`, the Poisson's standard deviation, so that rates can be compared.
@@ -16,6 +17,7 @@ trials is one call.
 """
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import torch
@@ -39,8 +41,25 @@ def _positive_rate(rate, like: torch.Tensor, name: str = "rate") -> torch.Tensor
     return rate
 
 
+def _check_dim(samples: torch.Tensor, dim, name: str) -> int:
+    """``dim`` as an index of ``samples``' dimensions, else ``IndexError`` naming both."""
+    if isinstance(dim, bool) or not hasattr(type(dim), "__index__"):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__} {dim!r}")
+    dim = operator.index(dim)
+    if not -samples.dim() <= dim < samples.dim():
+        raise IndexError(f"dim={dim} is out of range for {name} of shape {tuple(samples.shape)} "
+                         f"({samples.dim()} dimensions)")
+    return dim
+
+
 def _float_samples(samples, name: str) -> torch.Tensor:
-    samples = torch.as_tensor(samples)
+    try:
+        samples = torch.as_tensor(samples)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or a sequence of numbers, got "
+                        f"{type(samples).__name__}") from err
+    if samples.is_complex() or samples.dtype == torch.bool:
+        raise TypeError(f"{name} must be real, got a {samples.dtype} tensor")
     if not samples.is_floating_point():
         samples = samples.to(torch.get_default_dtype())
     if samples.dim() == 0:
@@ -64,6 +83,7 @@ def moment_ratios(samples, rate, dim: int = -1) -> MomentRatios:
     MomentRatios(mean=tensor(1.), variance=tensor(1.))
     """
     samples = _float_samples(samples, "samples")
+    dim = _check_dim(samples, dim, "samples")
     if samples.shape[dim] < 2:
         raise ValueError(f"samples needs at least 2 draws along dim={dim} for a variance, "
                          f"got shape {tuple(samples.shape)}")
@@ -96,6 +116,7 @@ def wasserstein1(x, y, rate=None, dim: int = -1) -> torch.Tensor:
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape (equal-size samples), got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
+    dim = _check_dim(x, dim, "x")
     if x.shape[dim] == 0:
         raise ValueError("x and y must hold at least one sample")
     dtype = torch.promote_types(x.dtype, y.dtype)

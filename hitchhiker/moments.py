@@ -35,16 +35,17 @@ window integral :math:`P_p(v) = \int_{-1}^{v} f(x)^p\,dx` for :math:`v \in [-1, 
 (for :math:`\tau > 1` the window :math:`[1 - \tau, 1 + \tau]` crosses :math:`t = 0`). The ramps are
 symmetric about :math:`x = 0`, so :math:`P_1(1) = 1` and the mean is exact for :math:`\tau \le 1`:
 
-=========  ================================================================================  ============================
-indicator  :math:`P_1(v)`, :math:`P_2(v)`                                                    Var/λ for :math:`\tau \le 1`
-=========  ================================================================================  ============================
-linear     :math:`(1+v)^2/4`, :math:`(1+v)^3/12`                                             :math:`1 - \tau/3`
-cubic      :math:`(1+v)^3(3-v)/16`, :math:`(1+v)^5(5v^2 - 25v + 33)/560`                     :math:`1 - 9\tau/35`
-quintic    :math:`(1+v)^4(v^2-4v+5)/32`,                                                     :math:`1 - 50\tau/231`
+=========  ================================================================  ======================
+indicator  :math:`P_1(v)`, :math:`P_2(v)`                                    Var/λ for τ ≤ 1
+=========  ================================================================  ======================
+linear     :math:`(1+v)^2/4`, :math:`(1+v)^3/12`                             :math:`1 - \tau/3`
+cubic      :math:`(1+v)^3(3-v)/16`, :math:`(1+v)^5(5v^2 - 25v + 33)/560`     :math:`1 - 9\tau/35`
+quintic    :math:`(1+v)^4(v^2-4v+5)/32`,                                     :math:`1 - 50\tau/231`
            :math:`(1+v)^7(189v^4 - 1323v^3 + 3752v^2 - 5096v + 2840)/59136`
-cosine     :math:`\frac{1+v}{2} - \frac{\cos(\pi v/2)}{\pi}`,                                :math:`1 - \tau/4`
-           :math:`\frac{3(1+v)}{8} - \frac{\cos(\pi v/2)}{\pi} - \frac{\sin \pi v}{8\pi}`
-=========  ================================================================================  ============================
+cosine     :math:`\frac{1+v}{2} - \frac{\cos(\pi v/2)}{\pi}`,                :math:`1 - \tau/4`
+           :math:`\frac{3(1+v)}{8} - \frac{\cos(\pi v/2)}{\pi}`
+           :math:`- \frac{\sin \pi v}{8\pi}`
+=========  ================================================================  ======================
 
 The polynomials are evaluated expanded about :math:`v = 0` (Horner, integer coefficients), which is
 well conditioned on the :math:`v = 1/\tau \in (0, 1)` that the wide branch needs.
@@ -236,5 +237,10 @@ def relaxed_variance(rate, temperature, indicator: str = "cubic", *,
     Arguments and return value as for :func:`relaxed_mean`. For the compact ramps
     :math:`\operatorname{Var}[\tilde z] = \lambda (1 - c\,\tau)` when :math:`\tau \le 1`, with
     :math:`c = 1/3, 9/35, 50/231, 1/4` for the linear, cubic, quintic and cosine ramps.
+
+    >>> relaxed_variance(torch.tensor([10.0]), 0.35)            # 10 (1 - 9 x 0.35 / 35)
+    tensor([9.1000])
+    >>> relaxed_mean(torch.tensor([10.0]), 0.35), relaxed_mean(10.0, 2.0)  # exact for tau <= 1 only
+    (tensor([10.]), tensor(10.5469))
     """
     return _moment(rate, temperature, indicator, "variance", validate_args)

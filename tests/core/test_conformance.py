@@ -14,8 +14,7 @@ import torch
 from torch.distributions import Poisson
 
 from hitchhiker import GumbelSoftmaxPoisson, RelaxedPoisson
-from hitchhiker.distributions import (TRUNCATION_TOLERANCE, default_n_categories,
-                                      truncation_tail_mass)
+from hitchhiker.distributions import TRUNCATION_TOLERANCE, default_n_categories, truncation_tail_mass
 
 CLASSES = [RelaxedPoisson, GumbelSoftmaxPoisson]
 FLOATS = [torch.float32, torch.float64]

@@ -25,7 +25,8 @@ def long_series_log_z(rate: float, nu: float, n_terms: int = 1000) -> float:
 # ------------------------------------------------------------------------------------- COM-Poisson
 @pytest.mark.parametrize("rate", [0.1, 1.0, 7.5, 40.0])
 def test_nu_one_is_the_poisson(rate):
-    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64),
+                               torch.tensor(1.0, dtype=torch.float64))
     # Z(lambda, 1) = e^lambda, up to the proven truncation bound
     assert 0 <= rate - float(com.log_normalizer()) <= float(com.truncation_bound()) + 1e-12
     k = torch.arange(0, 30, dtype=torch.float64)
@@ -36,7 +37,8 @@ def test_nu_one_is_the_poisson(rate):
 @pytest.mark.parametrize("rate", [0.3, 4.0, 25.0])
 def test_nu_two_normaliser_is_a_bessel_function(rate):
     """sum_k lambda^k / (k!)^2 = I_0(2 sqrt(lambda))."""
-    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64))
+    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64),
+                               torch.tensor(2.0, dtype=torch.float64))
     closed = math.log(float(torch.special.i0(torch.tensor(2 * math.sqrt(rate), dtype=torch.float64))))
     assert -1e-12 <= closed - float(com.log_normalizer()) <= float(com.truncation_bound()) + 1e-12
 
@@ -44,7 +46,8 @@ def test_nu_two_normaliser_is_a_bessel_function(rate):
 @pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
 def test_small_nu_tends_to_the_geometric(rate):
     """nu -> 0, lambda < 1: Z -> 1 / (1 - lambda), p(k) -> (1 - lambda) lambda^k."""
-    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64), torch.tensor(1e-4, dtype=torch.float64))
+    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64),
+                               torch.tensor(1e-4, dtype=torch.float64))
     assert abs(float(com.log_normalizer()) + math.log(1 - rate)) < 1e-3
     k = torch.arange(6, dtype=torch.float64)
     geometric = math.log(1 - rate) + k * math.log(rate)

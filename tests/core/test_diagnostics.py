@@ -106,3 +106,116 @@ def test_bad_inputs_name_the_argument():
         compare_estimators(loss, rate, temperatures=(0.0,))
     with pytest.raises(TypeError, match="per_sample_loss"):
         compare_estimators(None, rate)
+
+
+# ----------------------------------------------------------------------------- never confidently wrong
+
+def _record(method, bias, variance, cos, tau=0.1, status="ok"):
+    out = {"method": method, "temperature": tau, "status": status}
+    for name, value in (("cos_mean", cos), ("cos_sample", cos / 2), ("relative_bias", bias),
+                        ("relative_variance", variance)):
+        out[name], out[f"{name}_se"] = value, 0.01
+    return out
+
+
+def test_a_truncated_gsm_pointing_backwards_is_never_recommended():
+    """Before: a GSM truncated at n_categories=2 (cos_mean about -1, low variance) won the rule."""
+    lam, _, loss, g_star = _problem()
+    with pytest.warns(UserWarning, match="n_categories=2"):
+        out = compare_estimators(loss, lam.clone().requires_grad_(), methods=("eat-cubic", "gsm", "score"),
+                                 temperatures=(0.5,), n_samples=64, exact_gradient=g_star, seed=0,
+                                 n_categories=2)
+    gsm = out.record("gsm", 0.5)
+    assert gsm["status"] == "ok" and gsm["cos_mean"] < 0.9
+    line = out.recommend()
+    assert not line.startswith("gsm") and line.startswith("eat-cubic at temperature 0.5")
+    with pytest.raises(ValueError, match="cos_mean"):
+        recommend_estimator([gsm])
+
+
+def test_a_zero_variance_record_cannot_switch_the_variance_criterion_off():
+    """Before: min variance 0 made every variance 'good', so a noisy low-bias method won."""
+    noisy = _record("eat-sigmoid", bias=0.05, variance=50.0, cos=0.99)
+    quiet = _record("eat-cubic", bias=0.2, variance=1.0, cos=0.99)
+    still = _record("st-cubic", bias=1.5, variance=0.0, cos=0.95)
+    assert recommend_estimator([noisy, quiet, still]).startswith("eat-cubic at temperature 0.1")
+    # the zero-variance record itself is rated good on variance
+    assert recommend_estimator([_record("gsm", 0.05, 0.0, 0.99), quiet]).startswith("gsm")
+    # a zero-variance record whose direction is undefined is not a candidate at all
+    dead = _record("gsm", bias=1.0, variance=0.0, cos=float("nan"))
+    assert recommend_estimator([dead, noisy]).startswith("eat-sigmoid")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_losses_are_reported_per_method_never_recommended(bad):
+    """Before: NaN losses gave NaN metrics and still a recommendation."""
+    lam, a, _, g_star = _problem()
+
+    def loss(z):  # NaN (or inf) whenever a count is not an integer: every relaxed draw
+        value = ((z - a) ** 2).sum(-1)
+        return torch.where((z == z.round()).all(-1), value, torch.full_like(value, bad))
+
+    with pytest.warns(UserWarning, match="eat-cubic at temperature 0.5: non-finite losses"):
+        out = compare_estimators(loss, lam.clone().requires_grad_(), methods=("eat-cubic", "st-cubic"),
+                                 temperatures=(0.5,), n_samples=64, exact_gradient=g_star, seed=0)
+    cubic, straight = out          # straight-through: exact (integer) counts forward, finite losses
+    assert cubic["status"].startswith("non-finite losses") and math.isnan(cubic["cos_mean"])
+    assert straight["status"] == "ok" and math.isfinite(straight["cos_mean"])
+    assert out.recommend().startswith("st-cubic")
+    assert repr(out).splitlines()[1].endswith("[1]") and "non-finite losses" in repr(out).splitlines()[-1]
+    with pytest.raises(ValueError, match="non-finite"):
+        recommend_estimator([cubic])
+    # on the score-function reference nothing can be compared: a clear error
+    with pytest.raises(ValueError, match="reference"):
+        compare_estimators(lambda z: loss(z + 0.5), lam.clone().requires_grad_(), methods=("eat-cubic",),
+                           temperatures=(0.5,), n_samples=32, reference_samples=64, seed=0)
+
+
+def test_a_true_gradient_below_the_noise_floor_is_too_small_to_compare():
+    """Before: g* = 0 gave metrics of noise over noise (huge or NaN) and a recommendation."""
+    lam, _, _, _ = _problem()
+    a = lam + 0.5                                  # g* = 1 + 2 (lam - a) = 0 exactly
+    with pytest.warns(UserWarning, match="too small to compare at this sample size"):
+        out = compare_estimators(lambda z: ((z - a) ** 2).sum(-1), lam.clone().requires_grad_(),
+                                 methods=("eat-cubic", "score"), temperatures=(0.5,), n_samples=64,
+                                 reference_samples=1024, seed=0)
+    for r in out:
+        assert r["status"].startswith("too small to compare at this sample size")
+        assert all(math.isnan(r[m]) for m in ("cos_mean", "relative_bias", "relative_variance"))
+        assert r["loss_evaluations"] == 0
+    with pytest.raises(ValueError, match="too small to compare"):
+        out.recommend()
+
+
+def test_a_reference_well_above_its_floor_is_compared():
+    """The too-small rule does not fire on an ordinary comparison (the coverage test's settings)."""
+    lam, _, loss, _ = _problem(3)
+    out = compare_estimators(loss, lam.clone().requires_grad_(), methods=("eat-cubic",), temperatures=(0.5,),
+                             n_samples=128, reference_samples=1024, seed=100)
+    assert out[0]["status"] == "ok"
+
+
+def test_a_rate_of_zero_gives_finite_records():
+    """Before: a rate of exactly 0 made the score reference NaN and every record all-NaN."""
+    lam, a, loss, _ = _problem()
+    lam[:4] = 0.0
+    out = compare_estimators(loss, lam.clone().requires_grad_(), methods=("eat-cubic", "score"),
+                             temperatures=(0.5,), n_samples=64, reference_samples=2048, seed=0)
+    cubic, score = out
+    assert cubic["status"] == "ok" and all(math.isfinite(cubic[k]) for k in cubic if k.startswith("cos"))
+    assert math.isfinite(score["relative_bias"]) and math.isfinite(score["relative_variance"])
+
+
+def test_a_record_with_an_unresolved_metric_keeps_its_numbers_but_is_never_recommended():
+    """32 score-function draws cannot resolve the direction of their mean (its squared norm is within
+    the noise floor in some jackknife groups). Before: cos_mean 1.6e155 with an infinite error. Now
+    that metric is NaN, the others stay (bias and variance are fine), the status says why, and the
+    rule skips the record."""
+    lam, _, loss, g_star = _problem()
+    with pytest.warns(UserWarning, match="score: non-finite cos_mean"):
+        (score,) = compare_estimators(loss, lam.clone().requires_grad_(), methods=("score",),
+                                      n_samples=32, exact_gradient=g_star, seed=2)
+    assert score["status"].startswith("non-finite cos_mean") and not score["cos_mean"] < 2
+    assert math.isfinite(score["relative_bias"]) and math.isfinite(score["relative_variance"])
+    with pytest.raises(ValueError, match="score: non-finite cos_mean"):
+        recommend_estimator([score])

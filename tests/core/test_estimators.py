@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from hitchhiker import (GumbelSoftmaxPoisson, RelaxedPoisson, check_method, pathwise_distribution,
-                        poisson_log_prob, relaxed_sample, score_function_surrogate, surrogate_loss)
+from hitchhiker import (
+    GumbelSoftmaxPoisson,
+    RelaxedPoisson,
+    check_method,
+    pathwise_distribution,
+    poisson_log_prob,
+    relaxed_sample,
+    score_function_surrogate,
+    surrogate_loss,
+)
 from hitchhiker.estimators import PATHWISE_METHODS
 
 
@@ -159,8 +167,8 @@ def test_pathwise_gradient_of_the_mean_count_is_one(method):
 def test_value_is_the_mean_over_draws_and_keeps_the_batch_prefix():
     torch.manual_seed(0)
     rate = torch.full((4, 3), 2.0)
-    for method, kwargs in (("eat-sigmoid", {"temperature": 0.1}), ("gsm", {"temperature": 0.5, "n_categories": 12}),
-                           ("score", {})):
+    for method, kwargs in (("eat-sigmoid", {"temperature": 0.1}),
+                           ("gsm", {"temperature": 0.5, "n_categories": 12}), ("score", {})):
         out = surrogate_loss(method, rate, lambda z: z.sum(-1), n_samples=5, **kwargs)
         assert out.shape == (4,)
         # the loss may also keep every dimension of rate (an elementwise loss)

@@ -31,7 +31,8 @@ def test_import_loads_no_book_package():
 
 def test_import_loads_none_of_the_heavy_book_packages_at_all():
     heavy = [name for name in BOOK_ONLY if name != "tqdm"]
-    loaded = _fresh_import(f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))")
+    loaded = _fresh_import(
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))")
     assert loaded == [], f"import torch, hitchhiker loaded {loaded}"
 
 
@@ -69,7 +70,8 @@ LIBRARY_FILES = sorted(p for p in PACKAGE.glob("*.py"))
 @pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: p.name)
 def test_library_never_imports_the_book(path):
     """The door opens one way: no library module imports hitchhiker.book, even lazily in a function."""
-    bad = [(m, line) for m, line in _imports(path) if m == "hitchhiker.book" or m.startswith("hitchhiker.book.")]
+    bad = [(m, line) for m, line in _imports(path)
+           if m == "hitchhiker.book" or m.startswith("hitchhiker.book.")]
     assert not bad, f"{path.name} imports the book: {bad}"
 
 
