@@ -22,7 +22,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks chromium \
-	browser constraints clean typecheck doctest
+	browser constraints clean typecheck doctest lint
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,11 +70,16 @@ browser: book chromium
 typecheck: install
 	$(BIN)/mypy
 
-# The library's docstring examples (every >>> in hitchhiker/*.py) must run and print what they show.
+# Every docstring example (each >>> in hitchhiker/, the library and the book's experiments) must run and
+# print what it shows.
 doctest: install
-	$(BIN)/python -m pytest -q --doctest-modules hitchhiker --ignore=hitchhiker/book
+	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules hitchhiker
 
-test: typecheck doctest unit core notebooks book browser
+# Style kept by configuration (pyproject.toml [tool.ruff]): line length, import order, unused names.
+lint: install
+	$(BIN)/ruff check hitchhiker tests benchmarks book/_ext
+
+test: lint typecheck doctest unit core notebooks book browser
 
 # Re-run every chapter in place (stored outputs and book/results/*.csv): `make execute` at default
 # scale, `make paper` at the paper's scale (meant for a GPU).
