@@ -20,6 +20,7 @@ from .estimators import (
     surrogate_loss,
 )
 from .indicators import INDICATORS
+from .matching import temperature_for_variance_ratio, variance_ratio
 from .metrics import gradient_quality, moment_ratios, wasserstein1
 from .moments import relaxed_mean, relaxed_variance
 
@@ -30,6 +31,7 @@ __all__ = [
     "surrogate_loss", "score_function_surrogate", "pathwise_distribution", "relaxed_sample",
     "METHODS", "check_method", "INDICATORS",
     "relaxed_mean", "relaxed_variance",
+    "temperature_for_variance_ratio", "variance_ratio",
     "moment_ratios", "wasserstein1", "gradient_quality",
     "compare_estimators",
 ]
