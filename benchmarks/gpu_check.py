@@ -167,7 +167,7 @@ def timing_rows(device, batch, rates, temperatures, repeats, max_gib):
 
 # ------------------------------------------------------------------------------------ 3. exactness
 def exactness_rows(device, n_samples, trials, per_trial):
-    from hitchhiker.book.fidelity.sweep import measure_fidelity
+    from hitchhiker.book.fidelity import measure_fidelity
 
     rate, tau = 100.0, 0.5
     z = torch.cat([hh.relaxed_sample("eat-cubic", torch.full((n_samples // 10,), rate, device=device,

@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hitchhiker import relaxed_sample  # noqa: E402
-from hitchhiker.book.fidelity.sweep import fixed_cap_eat, fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker.book.fidelity import fixed_cap_eat, fixed_cap_n_arrivals  # noqa: E402
 from hitchhiker.distributions import default_n_categories  # noqa: E402
 from hitchhiker.indicators import get_indicator  # noqa: E402
 

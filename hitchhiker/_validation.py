@@ -206,7 +206,7 @@ def check_positive_int(value, name: str) -> int:
 
     ``TypeError`` for a non-integral type, ``ValueError`` for ``value < 1``; both name ``name``.
     """
-    if isinstance(value, bool) or not (isinstance(value, numbers.Integral)
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Integral)
                                        or hasattr(type(value), "__index__")):
         raise TypeError(f"{name} must be a positive integer, got {_kind(value)}")
     try:

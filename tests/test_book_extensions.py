@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book" / "_ext"))
 
 import api_public_members  # noqa: E402
 import book_html_fixes  # noqa: E402
+
 import hitchhiker  # noqa: E402
 import hitchhiker.book  # noqa: E402
 from hitchhiker import distributions  # noqa: E402
@@ -44,6 +45,8 @@ def test_every_public_submodule_is_listed_in_its_part():
     book = api_public_members.public_submodules("hitchhiker.book")
     assert "hitchhiker.book.table1.rules" in book and "hitchhiker.book.pvae.model" in book
     assert "hitchhiker.book.common.training" in book and "hitchhiker.book.campbell" in book
+    for split in ("table1.evidence", "table1.guide", "fidelity.official", "common.rating", "common.results"):
+        assert f"hitchhiker.book.{split}" in book, split
     for names in (library, book):
         assert not [n for n in names if n.split(".")[-1].startswith("_")]
     assert api_public_members.public_submodules() == library  # the default package is the library

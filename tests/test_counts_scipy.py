@@ -40,7 +40,8 @@ def test_com_pmf_against_the_long_series_pmf(rate, nu):
 
 @pytest.mark.parametrize("rate", [0.4, 6.0, 60.0])
 def test_com_with_nu_one_is_scipy_poisson(rate):
-    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    f64 = torch.float64
+    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=f64), torch.tensor(1.0, dtype=f64))
     k = np.arange(com.n_categories)
     # equal up to the truncation of the normaliser (at most the proven bound)
     np.testing.assert_allclose(com.log_prob(torch.from_numpy(k)).numpy(), stats.poisson.logpmf(k, rate),
@@ -49,7 +50,8 @@ def test_com_with_nu_one_is_scipy_poisson(rate):
 
 @pytest.mark.parametrize("rate", [0.3, 0.7])
 def test_com_with_small_nu_is_close_to_scipy_geometric(rate):
-    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=torch.float64), torch.tensor(1e-5, dtype=torch.float64))
+    f64 = torch.float64
+    com = ConwayMaxwellPoisson(torch.tensor(rate, dtype=f64), torch.tensor(1e-5, dtype=f64))
     k = np.arange(8)
     # geometric on 0, 1, ...: nbinom with one success, success probability 1 - rate
     np.testing.assert_allclose(com.log_prob(torch.from_numpy(k)).numpy(), stats.nbinom.logpmf(k, 1, 1 - rate),

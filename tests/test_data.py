@@ -1,4 +1,6 @@
 """Natural-image patch pipeline: whitening, normalisation, block-wise split, sources, cache, errors."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,28 @@ def test_van_hateren_source_end_to_end(tmp_path):
     data = D.natural_image_patches(200, 50, source="van_hateren", path=folder, cache_dir=tmp_path)
     assert data.train.shape == (200, 256) and torch.isfinite(data.train).all()
 
+
+
+def test_images_replaced_in_place_are_a_new_cache_entry(tmp_path):
+    folder = tmp_path / "vh"
+    folder.mkdir()
+    _write_iml(folder / "imk00001.iml", 0)
+    _write_iml(folder / "imk00002.iml", 1)
+    first = D.natural_image_patches(100, 20, source="van_hateren", path=folder, cache_dir=tmp_path)
+    stamp = os.stat(folder).st_mtime_ns
+    _write_iml(folder / "imk00002.iml", 2)                 # same name, new content
+    os.utime(folder, ns=(stamp, stamp))                     # the directory's own time unchanged
+    second = D.natural_image_patches(100, 20, source="van_hateren", path=folder, cache_dir=tmp_path)
+    assert not torch.equal(first.train, second.train)
+    assert len(list(tmp_path.glob("patches-van_hateren-*.npz"))) == 2
+    assert not list(tmp_path.glob("*.tmp"))                 # written through a temporary file, renamed
+    # an array source is keyed by its content
+    array = tmp_path / "patches.npy"
+    np.save(array, np.ones((40, 256)))
+    ones = D.natural_image_patches(20, 10, source="array", path=array, cache_dir=tmp_path)
+    np.save(array, np.full((40, 256), 2.0))
+    assert not torch.equal(ones.train, D.natural_image_patches(20, 10, source="array", path=array,
+                                                                cache_dir=tmp_path).train)
 
 def test_corrupt_or_missing_files_name_the_path(tmp_path):
     bad = tmp_path / "imk_truncated.iml"

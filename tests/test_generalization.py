@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
+from hitchhiker.book.common.training import FLAT_GAIN, last_quarter_gain
+from hitchhiker.book.generalization import config as C
+from hitchhiker.book.generalization import data as D
+from hitchhiker.book.generalization import evidence as E
 from hitchhiker.book.generalization import model as G
+from hitchhiker.book.generalization import train as T
 from hitchhiker.counts import ConwayMaxwellPoisson, negative_binomial, negative_binomial_tail_bound
 
 FAMILY_REGIMES = [(f, r) for f in G.FAMILIES for r in G.TRUE_DISPERSIONS[f]]
@@ -38,8 +43,8 @@ def test_com_mean_parameterisation_is_the_papers_where_it_is_defined():
 
 @pytest.mark.parametrize("family,regime", FAMILY_REGIMES)
 def test_simulated_data_has_the_dispersion_of_its_family(family, regime):
-    data = G.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
-    again = G.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
+    data = D.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
+    again = D.simulate_count_data(family, regime, seed=0, n_train=600, n_test=100)
     assert torch.equal(data.train, again.train) and data.train.shape == (600, 32)
     assert data.test.shape == (100, 32) and torch.equal(data.train, data.train.round())
     ratio = float((data.train.var(0) / data.train.mean(0)).mean())   # includes the latent spread
@@ -56,7 +61,7 @@ def test_simulated_data_has_the_dispersion_of_its_family(family, regime):
 def test_every_estimator_gives_a_finite_loss_and_trains_the_encoder(family, method):
     torch.manual_seed(0)
     model = G.LatentCountModel(family)
-    data = G.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=50, n_test=10)
+    data = D.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=50, n_test=10)
     tau = None if method == "score" else 0.2
     loss = G.negative_elbo(model, data.train[:20], method, tau, n_samples=4 if method == "score" else 2)
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -82,7 +87,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="family"):
         G.LatentCountModel("poisson")
     with pytest.raises(ValueError, match="regime"):
-        G.simulate_count_data("negative-binomial", "under")
+        D.simulate_count_data("negative-binomial", "under")
 
 
 @pytest.mark.parametrize("family", G.FAMILIES)
@@ -90,7 +95,7 @@ def test_score_loss_value_is_the_exact_sample_elbo(family):
     """The score surrogate's value is -ELBO with exact draws from q: it matches evaluate_model's."""
     torch.manual_seed(1)
     model = G.LatentCountModel(family)
-    x = G.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=200, n_test=10).train
+    x = D.simulate_count_data(family, next(iter(G.TRUE_DISPERSIONS[family])), n_train=200, n_test=10).train
     with torch.no_grad():
         values = torch.stack([G.negative_elbo(model, x, "score", None, n_samples=8) for _ in range(10)])
     elbo = G.evaluate_model(model, x, "score", n_samples=256, seed=3)["elbo"]
@@ -100,7 +105,7 @@ def test_score_loss_value_is_the_exact_sample_elbo(family):
 
 def test_evaluation_is_seeded_and_leaves_the_global_rng_alone():
     model = G.LatentCountModel("negative-binomial")
-    x = G.simulate_count_data("negative-binomial", "mild", n_train=50, n_test=10).train
+    x = D.simulate_count_data("negative-binomial", "mild", n_train=50, n_test=10).train
     torch.manual_seed(5)
     first = G.evaluate_model(model, x, "gsm", n_samples=32, seed=7)
     after = torch.rand(1)
@@ -112,27 +117,41 @@ def test_evaluation_is_seeded_and_leaves_the_global_rng_alone():
     assert poisson["log_likelihood"] >= poisson["elbo"]
 
 
-def test_curve_gain():
-    assert G.curve_gain([10.0] * 40) == 0.0
-    assert math.isnan(G.curve_gain([1.0]))
-    losses = [100.0] * 30 + [90.0] * 10         # dropped 10% in the last quarter
-    assert abs(G.curve_gain(losses) - 10 / 90) < 1e-12
+def test_the_config_is_one_dict_per_scale_and_runs_as_the_chapter_runs_it(monkeypatch):
+    smoke, default, paper = (C.generalization_config(scale) for scale in ("smoke", "default", "paper"))
+    assert smoke.keys() == default.keys() == paper.keys()
+    assert (smoke["epochs"], default["epochs"], paper["epochs"]) == (20, 150, 300)
+    assert default["temperatures"] == paper["temperatures"] == [0.02, 0.05, 0.1, 0.2, 0.5]
+    assert (default["flat_gain"], smoke["flat_gain"]) == (FLAT_GAIN, 0.05)
+    assert len(paper["data_seeds"]) * len(paper["seeds"]) == 15 and len(default["datasets"]) == 4
+    monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
+    assert C.generalization_config() == smoke
+    with pytest.raises(ValueError, match="scale"):
+        C.generalization_config("huge")
+    tiny = {**smoke, "datasets": [("negative-binomial", "strong")], "temperatures": [0.5], "n_train": 60,
+            "n_test": 20, "epochs": 2, "eval_every": 1, "eval_samples": 4}
+    results, curves, seconds = T.run_generalization_experiment(tiny)
+    assert len(results) == 4 and len(curves) == 4 * 2 and seconds > 0
 
 
 def test_a_tiny_run_has_the_csv_columns():
-    data = G.simulate_count_data("com-poisson", "under", n_train=100, n_test=20)
-    runs = G.generalization_runs([0.1], [4], [0])
+    data = D.simulate_count_data("com-poisson", "under", n_train=100, n_test=20)
+    runs = T.generalization_runs([0.1], [4], [0])
     assert [r["method"] for r in runs] == ["eat-sigmoid", "eat-cubic", "gsm", "score"]
-    rows, curves = G.run_generalization(data, runs, epochs=2, eval_samples=8, eval_every=1,
+    rows, curves = T.run_generalization(data, runs, epochs=2, eval_samples=8, eval_every=1,
                                         progress_bar=False)
     frame = pd.DataFrame(rows)
     for column in ("family", "dispersion", "method", "temperature", "n_samples", "seed", "test_elbo",
-                   "log_likelihood", "dispersion_error", "curve_gain"):
+                   "log_likelihood", "dispersion_error", "last_quarter_gain"):
         assert column in frame.columns
+    # the book's one flat-curve rule, on minus the training loss per epoch
+    for row in rows:
+        losses = [c["train_loss"] for c in curves if c["method"] == row["method"]
+                  and c["temperature"] == row["temperature"]]
+        assert row["last_quarter_gain"] == last_quarter_gain([-v for v in losses])
     assert (frame["log_likelihood"] >= frame["test_elbo"]).all()
     assert len(curves) == 4 * 2 and {"epoch", "train_loss", "test_elbo"} <= set(curves[0])
-    assert G.checkpoint_name(data, runs[0], 2) == \
-        "com-poisson-under-data0-eat-sigmoid-tau0.1-S1-seed0-epochs2.pt"
+    assert T.checkpoint_stem(data, runs[0]) == "com-poisson-under-data0-eat-sigmoid-tau0.1-S1-seed0"
 
 
 def _frame(elbos):
@@ -150,15 +169,15 @@ def test_the_rule_rates_the_worst_relative_gap_to_the_best_method():
         ("b", "y", "gsm", 0.1): -50.0, ("b", "y", "eat-cubic", 0.1): -52.0,
         ("b", "y", "eat-sigmoid", 0.1): -50.2,
     })
-    gaps = G.generalization_gaps(frame).set_index(["family", "method"])
+    gaps = E.generalization_gaps(frame).set_index(["family", "method"])
     assert gaps.loc[("a", "gsm"), "gap"] == 0 and gaps.loc[("a", "gsm"), "best_temperature"] == 0.1
     assert abs(gaps.loc[("b", "eat-cubic"), "relative_gap"] - 2 / 50) < 1e-12
-    table = G.generalization_evidence(frame)
+    table = E.generalization_evidence(frame)
     assert list(table.index) == ["eat-sigmoid", "eat-cubic", "gsm"]
     assert table.loc["gsm", "rating"] == "good" and table.loc["gsm", "evidence"] == 0
     assert table.loc["eat-sigmoid", "rating"] == "fair"     # 2% at (a, x)
     assert table.loc["eat-cubic", "rating"] == "poor" and table.loc["eat-cubic", "worst_case"] == "b y"
     with pytest.raises(ValueError, match="thresholds"):
-        G.generalization_evidence(frame, (0.05, 0.01))
+        E.generalization_evidence(frame, (0.05, 0.01))
     with pytest.raises(ValueError, match="test_elbo"):
-        G.generalization_gaps(frame.drop(columns="test_elbo"))
+        E.generalization_gaps(frame.drop(columns="test_elbo"))

@@ -4,17 +4,17 @@ import math
 import pytest
 import torch
 
-from hitchhiker.book.gradients.sweep import (
-    GRADIENT_METHODS,
-    expected_eat_gradient,
-    gradient_quality_sweep,
-    per_sample_gradients,
-)
 from hitchhiker.book.gradients.objectives import (
     linear_decoder_grad_hessian,
     overcomplete_dct_dictionary,
     reconstruction_loss,
     sample_linear_poisson_patches,
+)
+from hitchhiker.book.gradients.sweep import (
+    GRADIENT_METHODS,
+    expected_eat_gradient,
+    gradient_quality_sweep,
+    per_sample_gradients,
 )
 
 F64 = torch.float64
@@ -110,11 +110,15 @@ def test_sweep_rows_have_the_csv_columns_and_sensible_values():
     assert len(rows) == 2 * len(GRADIENT_METHODS)
     for row in rows:
         for key in ("method", "rate", "temperature", "cos_mean", "cos_sample", "bias_energy",
-                    "noise_energy", "cos_mean_sd", "bias_energy_sd", "noise_energy_sd", "rel_bias",
-                    "rel_variance", "bias_energy_floor", "bias_chi2", "indefinite_fraction"):
+                    "noise_energy", "cos_mean_sd", "bias_energy_sd", "noise_energy_sd", "bias_ratio",
+                    "rel_variance", "bias_energy_floor", "bias_chi2", "negative_eigenvalue_fraction",
+                    "nonpositive_signal_fraction", "cross_term", "cross_term_sd", "cross_term_exact",
+                    "effective_temperature"):
             assert key in row
-        assert -1 <= row["cos_mean"] <= 1 and row["noise_energy"] > 0
-        assert row["indefinite_fraction"] == 0.0
+        assert "indefinite_fraction" not in row
+        assert -1 <= row["cos_mean"] <= 1 and row["noise_energy"] > 0 and row["bias_energy"] >= 0
+        assert row["weighting"] == "abs-hessian"
+        assert 0 <= row["negative_eigenvalue_fraction"] < 1
     by_key = {(r["method"], r["temperature"]): r for r in rows}
     assert by_key[("eat-cubic", 0.05)]["bias_energy_exact"] < 1e-3
     assert math.isnan(by_key[("gsm", 0.05)]["bias_energy_exact"])
@@ -153,7 +157,8 @@ def test_per_sample_gradients_are_the_formula_with_the_same_draws(method):
     if method == "score":
         exact = torch.distributions.Poisson(rate, validate_args=False)
         counts = exact.sample()
-        surrogate = score_function_surrogate(reconstruction_loss(counts, x, phi), exact.log_prob(counts).sum(-1))
+        log_prob = exact.log_prob(counts).sum(-1)
+        surrogate = score_function_surrogate(reconstruction_loss(counts, x, phi), log_prob)
     else:
         relaxed = pathwise_distribution(method, rate, 0.3, **kwargs).rsample()
         surrogate = reconstruction_loss(relaxed, x, phi).mean(0)
@@ -163,7 +168,7 @@ def test_per_sample_gradients_are_the_formula_with_the_same_draws(method):
 
 # --- the natural-patch setup, the decoder, the fixed-cap sampler ----------------------------------
 
-from hitchhiker.book.fidelity.sweep import fixed_cap_n_arrivals  # noqa: E402
+from hitchhiker.book.fidelity.official import fixed_cap_n_arrivals  # noqa: E402
 from hitchhiker.book.gradients.sweep import (  # noqa: E402
     FIXED_CAP_METHODS,
     RANDOM_ATOMS,
@@ -182,9 +187,9 @@ def test_random_unit_atoms_are_seeded_unit_columns():
         random_unit_atoms(16, 0)
 
 
-def test_main_setup_decoder_prefers_the_trained_decoder_and_refuses_a_bad_file(tmp_path):
-    phi, name = main_setup_decoder(tmp_path / "missing.pt", n_pixels=6, n_latents=4)
-    assert name == RANDOM_ATOMS and phi.shape == (6, 4)
+def test_main_setup_decoder_reads_the_trained_decoder_and_refuses_a_missing_or_bad_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        main_setup_decoder(tmp_path / "missing.pt", n_pixels=6, n_latents=4)
     weight = torch.randn(4, 6)
     path = tmp_path / "pvae_decoders.pt"
     torch.save({"exact-long-seed0": weight, "other": torch.zeros(4, 6)}, path)
@@ -248,7 +253,8 @@ def test_natural_patch_sweep_uses_the_given_items_and_labels_the_rows():
     rows = gradient_quality_sweep(phi.float(), [2.0, 20.0], [0.5], methods, n_samples=30, n_items=4,
                                   seed=0, data=data, decoder="test-atoms")
     assert len(rows) == 2 * len(methods)
-    assert {r["setup"] for r in rows} == {"natural-patches"} and {r["decoder"] for r in rows} == {"test-atoms"}
+    assert {r["setup"] for r in rows} == {"natural-patches"}
+    assert {r["decoder"] for r in rows} == {"test-atoms"}
     by_key = {(r["method"], r["rate"]): r for r in rows}
     for rate in (2.0, 20.0):
         # the exact CosMean is the cosine of the closed-form expected gradient with g*, item by item
@@ -277,15 +283,251 @@ def test_expected_quality_is_the_large_sample_limit_of_the_measured_one():
     from hitchhiker.metrics import gradient_quality
 
     log_rate, x, phi = small_problem(rate=4.0)
+    from hitchhiker.book.gradients.curvature import absolute_hessian
+
     g_star, hessian = linear_decoder_grad_hessian(log_rate, x, phi)
+    weight = absolute_hessian(hessian)                 # the default weighting
     exact = expected_eat_quality("eat-sigmoid", log_rate, x, phi, 0.5)
-    assert exact == expected_eat_quality("eat-sigmoid", log_rate, x, phi, 0.5, g_star, hessian)
+    given = expected_eat_quality("eat-sigmoid", log_rate, x, phi, 0.5, g_star, weight)
+    assert exact == pytest.approx(given, rel=1e-12)
     torch.manual_seed(5)
     grads = per_sample_gradients("eat-sigmoid", log_rate, x, phi, 0.5, n_samples=40_000)
-    measured = gradient_quality(grads, g_star, hessian)
+    measured = gradient_quality(grads, g_star, weight)
     assert measured["CosMean"] == pytest.approx(exact["cos_mean"], abs=2e-3)
     # measured BiasEnergy = true bias energy + noise floor (to Monte Carlo error)
-    assert measured["BiasEnergy"] - measured["BiasEnergyFloor"] == pytest.approx(exact["bias_energy"], rel=0.1)
+    beyond_floor = measured["BiasEnergy"] - measured["BiasEnergyFloor"]
+    assert beyond_floor == pytest.approx(exact["bias_energy"], rel=0.1)
     cubic = expected_eat_quality("eat-cubic", log_rate, x, phi, 0.5)
     bias = -(9 * 0.5 / 35) * log_rate.exp() * (phi**2).sum(0)   # closed-form cubic bias
-    assert cubic["rel_bias"] == pytest.approx(float((bias.norm(dim=-1) / g_star.norm(dim=-1)).mean()))
+    assert cubic["bias_ratio"] == pytest.approx(float((bias.norm(dim=-1) / g_star.norm(dim=-1)).mean()))
+
+
+def test_decoder_path_is_found_from_the_package_not_the_working_directory(tmp_path, monkeypatch):
+    from hitchhiker.book.gradients.sweep import MAIN_DECODER, decoder_path
+
+    monkeypatch.delenv("HITCHHIKER_RESULTS", raising=False)
+    monkeypatch.chdir(tmp_path)                      # no results/ here
+    path = decoder_path()
+    assert path.is_absolute() and path.parts[-3:] == ("book", "results", "pvae_decoders.pt")
+    if path.is_file():                               # a checkout with the stored decoders
+        phi, name = main_setup_decoder()
+        assert name == MAIN_DECODER and phi.shape == (256, 512)
+    monkeypatch.setenv("HITCHHIKER_RESULTS", str(tmp_path))
+    assert decoder_path() == tmp_path / "pvae_decoders.pt"
+    with pytest.raises(FileNotFoundError):
+        main_setup_decoder()
+    assert decoder_path(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+# --- indefinite curvature, the cross term, the rate-adaptive remedy --------------------------------
+
+from hitchhiker.book.gradients.curvature import (  # noqa: E402
+    absolute_hessian,
+    first_order_cross_term,
+    gauss_newton_hessian,
+    negative_eigenvalue_fraction,
+)
+from hitchhiker.book.gradients.remedy import rate_adaptive_temperature, window_arrivals  # noqa: E402
+from hitchhiker.book.gradients.sweep import ADAPTIVE_METHODS, exact_quality_cases  # noqa: E402
+
+
+def test_absolute_hessian_is_psd_and_equal_to_a_psd_hessian():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 5, generator=gen, dtype=F64)
+    sym = a + a.transpose(-1, -2)                    # indefinite
+    absolute = absolute_hessian(sym)
+    assert (torch.linalg.eigvalsh(absolute) > -1e-10).all()
+    assert (torch.linalg.eigvalsh(sym) < 0).any()
+    torch.testing.assert_close(torch.linalg.eigvalsh(absolute).sort(-1).values,
+                               torch.linalg.eigvalsh(sym).abs().sort(-1).values)
+    psd = a @ a.transpose(-1, -2)
+    torch.testing.assert_close(absolute_hessian(psd), psd)
+    with pytest.raises(ValueError, match="shape"):
+        absolute_hessian(torch.ones(2, 3, dtype=F64))
+
+
+def test_negative_eigenvalue_fraction_counts_eigenvalues_not_the_signal_sign():
+    h = torch.diag(torch.tensor([3.0, -1.0, 2.0, -0.5], dtype=F64))
+    assert float(negative_eigenvalue_fraction(h)) == 0.5
+    g = torch.tensor([1.0, 0.1, 1.0, 0.1], dtype=F64)
+    assert float(g @ h @ g) > 0                      # positive signal energy, yet half negative
+    assert float(negative_eigenvalue_fraction(torch.eye(3, dtype=F64))) == 0.0
+
+
+def test_linear_decoder_hessian_is_indefinite_where_the_gradient_has_negative_coordinates():
+    log_rate, x, phi = small_problem(rate=0.5)
+    x = x * 10                                        # data far above the rates: g* < 0 somewhere
+    g_star, hessian = linear_decoder_grad_hessian(log_rate, x, phi)
+    assert (g_star < 0).any()
+    assert (negative_eigenvalue_fraction(hessian) > 0).any()
+    gn = gauss_newton_hessian(log_rate, phi)
+    torch.testing.assert_close(hessian - torch.diag_embed(g_star), gn)
+    assert (torch.linalg.eigvalsh(gn) > -1e-10).all()
+
+
+def test_first_order_cross_term_and_its_closed_form_for_eat_cubic():
+    g = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=F64)
+    b = torch.tensor([[-0.2, 5.0], [0.1, 0.1]], dtype=F64)
+    torch.testing.assert_close(first_order_cross_term(b, g), torch.tensor([-0.1, 0.1], dtype=F64))
+    with pytest.raises(ValueError, match="non-zero"):
+        first_order_cross_term(b, torch.zeros_like(g))
+    # EAT-cubic (tau <= 1): bias = -(9 tau / 35) lambda * d, so the cross term is known in closed form
+    _, x, phi = small_problem(rate=3.0)
+    log_rate = torch.full((2, 2), math.log(3.0), dtype=F64)    # one rate, as exact_quality_cases uses
+    g_star, hessian = linear_decoder_grad_hessian(log_rate, x, phi)
+    tau = 0.4
+    closed = -(9 * tau / 35) * log_rate.exp() * (phi * phi).sum(0)
+    expected = expected_eat_gradient("eat-cubic", log_rate, x, phi, tau)
+    torch.testing.assert_close(expected - g_star, closed)
+    rows = exact_quality_cases([("a", x, phi)], 3.0, [tau], methods=("eat-cubic",))
+    cross = float(first_order_cross_term(closed, g_star).mean())
+    assert rows[0]["cross_term"] == pytest.approx(cross, rel=1e-6)
+    energy = (torch.einsum("bi,bij,bj->b", closed, absolute_hessian(hessian), closed)
+              / torch.einsum("bi,bij,bj->b", g_star, absolute_hessian(hessian), g_star)).mean()
+    assert rows[0]["bias_energy"] == pytest.approx(float(energy), rel=1e-6)
+
+
+def test_exact_quality_cases_refuses_colliding_names():
+    log_rate, x, phi = small_problem()
+    rows = exact_quality_cases([("a", x, phi), ("b", x * 2, phi)], 3.0, [0.1, 0.5])
+    assert {(r["case"], r["method"], r["temperature"]) for r in rows} == {
+        (c, m, t) for c in "ab" for m in ("eat-sigmoid", "eat-cubic") for t in (0.1, 0.5)}
+    with pytest.raises(ValueError, match="repeated.*'a'"):
+        exact_quality_cases([("a", x, phi), ("a", x * 2, phi)], 3.0, [0.1])
+
+
+def test_rate_adaptive_temperature():
+    rate = torch.tensor([0.1, 0.5, 1.0, 25.0, 100.0], dtype=F64)
+    tau = rate_adaptive_temperature(rate, 0.05)
+    torch.testing.assert_close(tau, torch.tensor([1.0, 1.0, 0.5, 0.05, 0.05], dtype=F64))
+    assert (window_arrivals(rate, tau)[2:4] >= 1 - 1e-12).all()     # at least A = 1 expected arrival
+    torch.testing.assert_close(rate_adaptive_temperature(rate, 0.05, arrivals=0.1),
+                               torch.tensor([0.5, 0.1, 0.05, 0.05, 0.05], dtype=F64))
+    assert window_arrivals(0.1, 0.02) == pytest.approx(0.004)
+    for bad in ({"temperature": 0.0}, {"temperature": 1.5}, {"arrivals": -1.0}, {"max_temperature": 2.0}):
+        kwargs = {"temperature": 0.1, **bad}
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            rate_adaptive_temperature(rate, **kwargs)
+    with pytest.raises(ValueError, match="rate"):
+        rate_adaptive_temperature(torch.tensor([0.0, 1.0]), 0.1)
+
+
+def test_adaptive_method_is_eat_cubic_at_the_adaptive_temperature_and_keeps_the_mean_exact():
+    log_rate, x, phi = small_problem(rate=0.2)
+    tau = rate_adaptive_temperature(log_rate.exp(), 0.02)
+    assert (tau == 1.0).all()
+    torch.manual_seed(3)
+    adaptive = per_sample_gradients("adaptive-eat-cubic", log_rate, x, phi, 0.02, n_samples=5)
+    torch.manual_seed(3)
+    plain = per_sample_gradients("eat-cubic", log_rate, x, phi, 1.0, n_samples=5)
+    assert torch.equal(adaptive, plain)
+    torch.testing.assert_close(expected_eat_gradient("adaptive-eat-cubic", log_rate, x, phi, 0.02),
+                               expected_eat_gradient("eat-cubic", log_rate, x, phi, 1.0))
+    grads = per_sample_gradients("adaptive-eat-cubic", log_rate, x, phi, 0.02, n_samples=40_000)
+    assert_mean_matches(grads, expected_eat_gradient("adaptive-eat-cubic", log_rate, x, phi, 0.02))
+    with pytest.raises(ValueError, match="<= 1"):
+        per_sample_gradients("adaptive-eat-cubic", log_rate, x, phi, 1.5, n_samples=2)
+
+
+def test_adaptive_method_cuts_the_low_rate_noise_of_cold_eat_cubic():
+    phi = overcomplete_dct_dictionary(4, 5, dtype=torch.float32)
+    rows = gradient_quality_sweep(phi, [0.1], [0.02], ["eat-cubic", ADAPTIVE_METHODS[0]], n_samples=200,
+                                  n_items=4, seed=0)
+    cubic, adaptive = rows
+    assert adaptive["effective_temperature"] == 1.0 and cubic["effective_temperature"] == 0.02
+    assert adaptive["noise_energy"] < cubic["noise_energy"] / 5
+    assert adaptive["bias_energy_exact"] > cubic["bias_energy_exact"]          # the price: 9 tau / 35
+
+
+def test_sweep_cells_are_seeded_by_the_cell_alone():
+    phi = overcomplete_dct_dictionary(4, 5, dtype=torch.float32)
+    both = gradient_quality_sweep(phi, [1.0, 3.0], [0.1], ["eat-cubic"], n_samples=20, n_items=3, seed=5)
+    alone = gradient_quality_sweep(phi, [3.0], [0.1], ["eat-cubic"], n_samples=20, n_items=3, seed=5)
+    assert both[1]["noise_energy"] == alone[0]["noise_energy"]
+
+
+# --- the stored grid: cell-by-cell checkpoint, resume, refusal of another configuration ----------
+
+def _tiny_setups(n_items=2):
+    from hitchhiker.book.gradients.grid import GridSetup
+
+    phi = overcomplete_dct_dictionary(4, 5)
+    data = torch.randn(3, 16, generator=torch.Generator().manual_seed(0), dtype=F64)
+    return [GridSetup("patches", phi, "dct-16x25", data, n_items, ("eat-cubic", "score"), 0),
+            GridSetup("generated", phi, "dct-16x25", None, n_items, ("eat-cubic",), 1)]
+
+
+def test_run_grid_checkpoints_resumes_and_writes_the_table(tmp_path, monkeypatch):
+    from hitchhiker.book.gradients.grid import PARTIAL_NAME, grid_cells, run_grid
+
+    monkeypatch.setenv("HITCHHIKER_SCALE", "default")
+    setups = _tiny_setups()
+    partial = tmp_path / f"{PARTIAL_NAME}.csv"
+    stopped = run_grid(tmp_path, setups, rates=(1.0, 3.0), temperatures=(0.1,), n_samples=10,
+                       deadline=0.0, log=lambda line: None)          # deadline passed: nothing computed
+    assert stopped.empty and not (tmp_path / "gradients.csv").exists()
+    lines = []
+    calls = []
+    from hitchhiker.book.gradients import grid as module
+    original = module.gradient_quality_sweep
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:3])
+        if len(calls) == 3:
+            raise KeyboardInterrupt                                   # killed during the third cell
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "gradient_quality_sweep", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(tmp_path, setups, rates=(1.0, 3.0), temperatures=(0.1,), n_samples=10, log=lines.append)
+    assert partial.is_file() and len(lines) == 2
+    monkeypatch.setattr(module, "gradient_quality_sweep", original)
+    table = run_grid(tmp_path, setups, rates=(1.0, 3.0), temperatures=(0.1,), n_samples=10, log=lines.append)
+    assert len(lines) == 4                                            # only the two missing cells
+    cells = {(g, r, t) for g, r, t in table[["grid_setup", "rate", "temperature"]].itertuples(index=False)}
+    assert cells == set(grid_cells(setups, (1.0, 3.0), (0.1,)))
+    assert len(table) == 2 * 2 + 2 * 1 and (table["seconds"] >= 0).all()
+    assert (tmp_path / "gradients.csv").is_file() and not partial.exists()
+    # the resumed numbers are those of an uninterrupted run
+    fresh = tmp_path / "fresh"
+    again = run_grid(fresh, setups, rates=(1.0, 3.0), temperatures=(0.1,), n_samples=10,
+                     log=lambda line: None)
+    key = ["grid_setup", "method", "rate"]
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_series_equal(table.sort_values(key)["noise_energy"].reset_index(drop=True),
+                                   again.sort_values(key)["noise_energy"].reset_index(drop=True))
+
+
+def test_run_grid_refuses_a_checkpoint_of_another_configuration(tmp_path, monkeypatch):
+    from hitchhiker.book.gradients.grid import run_grid
+
+    monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
+    setups = _tiny_setups()
+    table = run_grid(tmp_path, setups, rates=(1.0,), temperatures=(0.1,), n_samples=10, log=lambda line: None)
+    assert not (tmp_path / "gradients.csv").exists() and len(table) == 3    # smoke writes no results
+    with pytest.raises(ValueError, match="another configuration"):
+        run_grid(tmp_path, _tiny_setups(n_items=3), rates=(1.0,), temperatures=(0.1,), n_samples=10)
+    with pytest.raises(ValueError, match="distinct"):
+        run_grid(tmp_path / "x", setups + setups[:1], rates=(1.0,), temperatures=(0.1,))
+
+
+def test_stored_grid_reads_a_complete_table_and_completes_an_incomplete_one(tmp_path, monkeypatch):
+    from hitchhiker.book.gradients import grid as module
+
+    setups = _tiny_setups()
+    monkeypatch.setattr(module, "grid_setups", lambda: setups)
+    monkeypatch.setenv("HITCHHIKER_SCALE", "default")
+    lines = []
+    table = module.stored_grid(tmp_path, log=lines.append)
+    assert len(lines) == len(module.grid_cells(setups))              # every cell computed
+    assert (tmp_path / "gradients.csv").is_file()
+    lines.clear()
+    again = module.stored_grid(tmp_path, log=lines.append)
+    assert lines == [] and len(again) == len(table)                   # read, not recomputed
+    # a table of another size is not the current grid: recomputed, never silently used
+    monkeypatch.setattr(module, "grid_setups", lambda: _tiny_setups(n_items=3))
+    module.stored_grid(tmp_path, log=lines.append)
+    assert "not the current grid" in lines[0]
+    monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
+    small = module.stored_grid(tmp_path / "smoke", log=lambda line: None)
+    assert set(small["rate"]) == set(module.SMOKE_RATES) and not (tmp_path / "smoke").exists()

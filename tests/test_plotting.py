@@ -23,7 +23,7 @@ def test_method_sweep_draws_exact_as_a_reference_on_both_panels():
     fig, (left, right) = plt.subplots(1, 2)
     plot_method_sweep(left, right, table, "loss", "loss")
     for ax in (left, right):
-        dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert len(dashed) == 1 and dashed[0].get_ydata()[0] == 11.0   # mean of the exact runs
     labels = [t.get_text() for t in right.get_legend().get_texts()]
     assert "GSM" in labels and "exact" in labels and "score function" not in labels

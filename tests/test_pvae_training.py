@@ -1,24 +1,17 @@
 """Training the P-VAE grid: the official schedule, per-member clipping, stacked == alone, checkpoints."""
-import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from hitchhiker.book.pvae.train import (
-    PVAESchedule,
-    _clip_per_member,
-    convergence,
-    ensemble_groups,
-    pvae_config,
-    pvae_runs,
-    run_label,
-    run_pvae_grid,
-    summarize_pvae,
-    train_pvae_ensemble,
-)
+from hitchhiker.book.common.checkpoint import CheckpointError, load_checkpoint
+from hitchhiker.book.common.training import clip_per_member as _clip_per_member
+from hitchhiker.book.pvae.config import PVAESchedule, ensemble_groups, pvae_config, pvae_runs, run_label
 from hitchhiker.book.pvae.model import PoissonVAE
+from hitchhiker.book.pvae.summary import convergence, summarize_pvae
+from hitchhiker.book.pvae.train import run_pvae_grid, train_pvae_ensemble
 
 
 def _run(method="exact", tau=None, seed=0, n=1, schedule=None):
@@ -113,13 +106,17 @@ def test_checkpoint_is_resumed_and_reused(tmp_path):
     # stop after 20 of 30 steps (a shorter schedule would change the annealing): fake it by saving
     # the state a 30-step run has at step 20, then resume from it
     partial, _ = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
-    saved = torch.load(path, weights_only=False)
+    (path,) = tmp_path.glob("run-*-30steps.pt")
+    saved = load_checkpoint(path)
     assert saved["step"] == 30
     stamp = path.stat().st_mtime_ns
-    again, again_curves = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
+    again, again_curves = train_pvae_ensemble(train, val, runs, schedule, checkpoint=tmp_path / "run",
+                                              **kwargs)
     assert path.stat().st_mtime_ns == stamp and again_curves == full_curves
     torch.testing.assert_close(again.decoder, full.decoder)
-    other, _ = train_pvae_ensemble(train, val, [_run("eat-cubic", 0.2)], schedule, checkpoint=path, **kwargs)
+    other, _ = train_pvae_ensemble(train, val, [_run("eat-cubic", 0.2)], schedule,
+                                   checkpoint=tmp_path / "run",
+                                   **kwargs)
     assert not torch.equal(other.decoder, full.decoder)          # another run: not reloaded
 
 
@@ -139,7 +136,8 @@ def test_resume_from_the_middle_gives_the_same_run(tmp_path):
             raise Stop
     with pytest.raises(Stop):
         train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, log=stop_after_20, **kwargs)
-    assert torch.load(path, weights_only=False)["step"] == 20
+    (file,) = tmp_path.glob("run-*.pt")
+    assert load_checkpoint(file)["step"] == 20
     resumed, curves = train_pvae_ensemble(train, val, runs, schedule, checkpoint=path, **kwargs)
     torch.testing.assert_close(resumed.decoder, full.decoder, rtol=0, atol=0)
     assert [c["step"] for c in curves] == [10, 20, 30]
@@ -286,3 +284,105 @@ def test_run_config_trains_the_grid_and_the_long_runs(tmp_path):
     assert not torch.equal(models["exact-long-seed0"].decoder, models["exact-seed0"].decoder)
     only_long, _, _ = run_pvae_config(config, data, checkpoint_dir=tmp_path, parts=["long"])
     assert [r["grid_part"] for r in only_long] == ["long"]
+
+
+def test_more_steps_extend_a_finished_run_or_keep_it(tmp_path):
+    train, val = _data(), _data(100, seed=1)
+    kwargs = dict(batch_size=20, n_latents=16, checkpoint=tmp_path / "run")
+    # a schedule whose first 20 steps do not depend on its length (constant lr, no anneals)
+    flat = dict(warmup_steps=2, lr_final=None, beta_start=1.0)
+    runs = [_run("eat-cubic", 0.1, schedule="fixed")]
+    short, _ = train_pvae_ensemble(train, val, runs, PVAESchedule(steps=20, **flat), n_evals=2, **kwargs)
+    (first,) = tmp_path.glob("run-*.pt")
+    before = first.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # extended from the 20-step file, not started anew
+        longer, curves = train_pvae_ensemble(train, val, runs, PVAESchedule(steps=40, **flat), n_evals=4,
+                                             **kwargs)
+    fresh, fresh_curves = train_pvae_ensemble(train, val, runs, PVAESchedule(steps=40, **flat), n_evals=4,
+                                              batch_size=20, n_latents=16)
+    assert torch.equal(longer.decoder, fresh.decoder) and curves == fresh_curves
+    assert first.read_bytes() == before and len(list(tmp_path.glob("run-*.pt"))) == 2
+    # the same run (one settings digest), two lengths: the 40-step file continued the 20-step one
+    assert {p.name.replace("-40steps", "-20steps") for p in tmp_path.glob("run-*.pt")} == {first.name}
+    # the official recipe: its cosine and anneals follow the length, so 40 steps are another run;
+    # the 20-step file is kept and the new run says why it starts anew
+    official = [_run("eat-cubic", 0.1)]
+    train_pvae_ensemble(train, val, official, PVAESchedule(steps=20, warmup_steps=2), n_evals=2, **kwargs)
+    files = set(tmp_path.glob("run-*.pt"))
+    with pytest.warns(UserWarning, match="cannot be extended.*earlier file is kept"):
+        train_pvae_ensemble(train, val, official, PVAESchedule(steps=40, warmup_steps=2), n_evals=4, **kwargs)
+    assert files < set(tmp_path.glob("run-*.pt"))
+
+
+@pytest.mark.parametrize("change", ["train row 300", "every val row"])
+def test_changed_data_is_refused_not_reloaded(tmp_path, change):
+    train, val = _data(), _data(100, seed=1)
+    kwargs = dict(batch_size=20, n_evals=2, n_latents=16, checkpoint=tmp_path / "run")
+    schedule = PVAESchedule(steps=10, warmup_steps=2)
+    train_pvae_ensemble(train, val, [_run()], schedule, **kwargs)
+    if change == "train row 300":
+        train = train.clone()
+        train[300] += 0.5
+    else:
+        val = _data(100, seed=2)
+    with pytest.raises(CheckpointError, match=r"run-.*steps\.pt.*data\.(train|val)"):
+        train_pvae_ensemble(train, val, [_run()], schedule, **kwargs)
+
+
+def test_two_shards_merged_equal_one_unsharded_run(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hitchhiker.book.pvae.grid import merge_shards, train_shard, write_pvae_results
+    from hitchhiker.book.pvae.train import run_pvae_config
+
+    monkeypatch.setenv("HITCHHIKER_SCALE", "default")          # results files are written
+    data = SimpleNamespace(train=_data(), val=_data(100, seed=1))
+    config = dict(n_train=400, batch_size=20, n_evals=2, val_samples=2, workers=1, max_members=None,
+                  prior_log_rate_range=(-0.7, -0.7),
+                  runs=[_run(seed=0) | {"grid_part": "main"}, _run(seed=1) | {"grid_part": "main"},
+                        _run("eat-cubic", 0.1, seed=0) | {"grid_part": "main"},
+                        _run("score", n=2, seed=0) | {"grid_part": "main"}],
+                  schedule=PVAESchedule(steps=10, warmup_steps=2),
+                  long_runs=[_run(seed=0) | {"grid_part": "long"}],
+                  long_schedule=PVAESchedule(steps=20, warmup_steps=2))
+    rows, curves, models = run_pvae_config(config, data)
+    write_pvae_results(rows, curves, models, config, tmp_path / "one")
+    for k in range(2):
+        train_shard(config, data, (k, 2), tmp_path / "shards", checkpoint_dir=tmp_path / "checkpoints")
+    assert len(list((tmp_path / "shards").glob("pvae-shard*of2.pt"))) == 2
+    merge_shards(config, 2, tmp_path / "shards", tmp_path / "merged")
+    for name in ("pvae.csv", "pvae_curves.csv", "pvae_decoders.pt"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "merged" / name).read_bytes(), name
+    with pytest.raises(FileNotFoundError, match="shard 0/3"):
+        merge_shards(config, 3, tmp_path / "shards", tmp_path / "merged")
+
+
+def test_other_evaluation_steps_of_a_stored_run_are_refused(tmp_path):
+    train, val = _data(), _data(100, seed=1)
+    kwargs = dict(batch_size=20, n_latents=16, checkpoint=tmp_path / "run")
+    train_pvae_ensemble(train, val, [_run()], PVAESchedule(steps=10, warmup_steps=2), n_evals=2, **kwargs)
+    with pytest.raises(CheckpointError, match="evaluation steps"):
+        train_pvae_ensemble(train, val, [_run()], PVAESchedule(steps=10, warmup_steps=2), n_evals=5, **kwargs)
+
+
+def test_a_crafted_pvae_checkpoint_is_refused_without_running_it(tmp_path):
+    import os
+
+    train, val = _data(), _data(100, seed=1)
+    kwargs = dict(batch_size=20, n_evals=2, n_latents=16, checkpoint=tmp_path / "run")
+    schedule = PVAESchedule(steps=10, warmup_steps=2)
+    train_pvae_ensemble(train, val, [_run()], schedule, **kwargs)
+    (path,) = tmp_path.glob("run-*.pt")
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    saved = load_checkpoint(path)
+    saved["curves"] = Payload()
+    torch.save(saved, path)                           # a file under the run's own name
+    with pytest.raises(CheckpointError, match=path.name):
+        train_pvae_ensemble(train, val, [_run()], schedule, **kwargs)
+    assert not marker.exists()

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hitchhiker.book.table1 import rules as rec
-from hitchhiker.book.table1.rules import (
-    Thresholds,
-    evidence_table,
-    load_available_results,
-    missing_evidence,
-    rate_value,
-    recommendation_table,
-)
+from hitchhiker.book.common.rating import RATING_LEVELS, rate_value
+from hitchhiker.book.table1 import evidence as ev
+from hitchhiker.book.table1 import guide, rules
+from hitchhiker.book.table1.evidence import load_available_results, missing_evidence
+from hitchhiker.book.table1.rules import Thresholds, evidence_table, recommendation_table
 
 RATES = (2.0, 20.0, 100.0)
 TAUS = (0.05, 0.1, 0.5)
@@ -101,8 +98,8 @@ def test_rate_value_boundaries():
 
 def test_paper_like_results_give_the_paper_recommendations():
     table = recommendation_table(paper_like_results())
-    assert list(table.index) == list(rec.TABLE_METHODS)
-    assert list(table.columns) == list(rec.COLUMNS)
+    assert list(table.index) == list(ev.TABLE_METHODS)
+    assert list(table.columns) == list(rules.COLUMNS)
     expected = {
         "eat-cubic": ["good", "good", "good", "good", "poor", "Default choice"],
         "eat-sigmoid": ["poor", "fair", "good", "fair", "poor", "Max smoothness"],
@@ -190,7 +187,7 @@ def test_missing_tables_give_na_and_are_reported():
 
 def test_no_results_at_all_still_gives_a_table():
     table = recommendation_table({})
-    assert (table[list(rec.MEASURED_COLUMNS)] == "n/a").all().all()
+    assert (table[list(rules.MEASURED_COLUMNS)] == "n/a").all().all()
     assert (table["generalizability"] == "n/a").all()
     # nothing measured: the default by the tie-break, no "Non-Poisson data" without evidence
     assert list(table["recommendation"]) == ["Default choice", "Max smoothness", "-"]
@@ -219,11 +216,11 @@ def test_a_method_absent_from_a_table_is_na_for_that_column():
 
 def test_robustness_is_relative_to_the_most_robust_method():
     spread = pd.Series({"eat-cubic": 0.03, "eat-sigmoid": 0.069, "gsm": 0.075})
-    ratio = rec.relative_to_most_robust(spread)
+    ratio = ev.relative_to_most_robust(spread)
     assert list(ratio.round(3)) == [1.0, 2.3, 2.5]
     # spreads that are all negligible are divided by the floor, not by the smallest of them
     tiny = pd.Series({"eat-cubic": 0.0001, "eat-sigmoid": 0.0004, "gsm": 0.002})
-    assert list(rec.relative_to_most_robust(tiny, 0.0025).round(3)) == [0.04, 0.16, 0.8]
+    assert list(ev.relative_to_most_robust(tiny, 0.0025).round(3)) == [0.04, 0.16, 0.8]
     pvae = task_table({"eat-cubic": 0.03, "eat-sigmoid": 0.069, "gsm": 0.075}, "val_nelbo", 190.0)
     assert list(recommendation_table({"pvae": pvae})["temperature robustness"]) == ["good", "fair", "fair"]
     with pytest.raises(ValueError, match="negligible_spread"):
@@ -237,7 +234,7 @@ def test_a_single_temperature_says_nothing_about_robustness():
 
 
 def test_worse_evidence_never_improves_a_rating():
-    levels = rec.RATING_LEVELS
+    levels = RATING_LEVELS
     for good, fair in [(0.1, 1.0), (0.2, 0.5), (0.0, 0.0)]:
         values = [0.0, 0.05, 0.1, 0.3, 0.5, 0.9, 1.0, 2.0, 1e9]
         ranks = [levels.index(rate_value(v, good, fair)) for v in values]
@@ -266,7 +263,7 @@ def test_thresholds_change_the_ratings():
 def test_load_available_results(tmp_path):
     paper_like_results()["pvae"].to_csv(tmp_path / "pvae.csv", index=False)
     tables = load_available_results(tmp_path)
-    assert set(tables) == set(rec.RESULT_NAMES)
+    assert set(tables) == set(ev.RESULT_NAMES)
     assert tables["pvae"] is not None and tables["fidelity"] is None
     assert recommendation_table(tables).loc["eat-cubic", "temperature robustness"] == "good"
 
@@ -277,7 +274,7 @@ def test_temperature_tradeoff_matches_campbell_for_cubic():
     import torch
 
     torch.manual_seed(0)
-    table = rec.temperature_tradeoff(("eat-cubic", "eat-sigmoid"), rate=10.0, temperatures=(0.1, 0.5),
+    table = guide.temperature_tradeoff(("eat-cubic", "eat-sigmoid"), rate=10.0, temperatures=(0.1, 0.5),
                                      n_samples=10_000)
     cubic = table[table["method"] == "eat-cubic"].set_index("temperature")
     for tau in (0.1, 0.5):
@@ -294,26 +291,26 @@ def test_temperature_tradeoff_matches_campbell_for_cubic():
 
 def test_temperature_tradeoff_rejects_bad_input():
     with pytest.raises(ValueError, match="rate"):
-        rec.temperature_tradeoff(rate=-1.0)
+        guide.temperature_tradeoff(rate=-1.0)
     with pytest.raises(ValueError, match="n_samples"):
-        rec.temperature_tradeoff(n_samples=1)
+        guide.temperature_tradeoff(n_samples=1)
     with pytest.raises(ValueError, match="temperatures"):
-        rec.temperature_tradeoff(temperatures=(0.0,), n_samples=10)
+        guide.temperature_tradeoff(temperatures=(0.0,), n_samples=10)
     with pytest.raises(ValueError, match="method"):
-        rec.temperature_tradeoff(methods=("score",), n_samples=10)
+        guide.temperature_tradeoff(methods=("score",), n_samples=10)
 
 
 def test_truncation_tail_mass_is_the_poisson_survival_function():
     from scipy import stats
 
     for rate, k in [(1.0, 10), (20.0, 42), (100.0, 100), (3.0, 1)]:
-        assert rec.truncation_tail_mass(rate, k) == pytest.approx(stats.poisson.sf(k - 1, rate), rel=1e-9)
-    masses = [rec.truncation_tail_mass(20.0, k) for k in range(5, 60, 5)]
+        assert guide.truncation_tail_mass(rate, k) == pytest.approx(stats.poisson.sf(k - 1, rate), rel=1e-9)
+    masses = [guide.truncation_tail_mass(20.0, k) for k in range(5, 60, 5)]
     assert masses == sorted(masses, reverse=True)
     with pytest.raises(ValueError, match="n_categories"):
-        rec.truncation_tail_mass(5.0, 0)
+        guide.truncation_tail_mass(5.0, 0)
     with pytest.raises(ValueError, match="rate"):
-        rec.truncation_tail_mass(float("nan"), 5)
+        guide.truncation_tail_mass(float("nan"), 5)
 
 
 # --- the gradient setup, its sensitivity, the POGLM regime --------------------------------------------
@@ -327,7 +324,8 @@ def two_setup_gradients() -> pd.DataFrame:
     model = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 8.0, "gsm": 0.01},
                             {"eat-cubic": 1.0, "eat-sigmoid": 0.9, "gsm": 5.0})
     model["setup"] = "model-generated"
-    capped = gradients_table({"eat-cubic": 0.003, "eat-sigmoid": 0.4}, {"eat-cubic": 0.9, "eat-sigmoid": 0.05})
+    capped = gradients_table({"eat-cubic": 0.003, "eat-sigmoid": 0.4},
+                             {"eat-cubic": 0.9, "eat-sigmoid": 0.05})
     capped = capped[capped["method"] != "score"]
     capped["method"] = "fixed-cap-" + capped["method"]
     capped["setup"] = "natural-patches"
@@ -341,7 +339,7 @@ def two_setup_gradients() -> pd.DataFrame:
 
 def test_gradient_columns_rate_the_chosen_setup():
     results = {"gradients": two_setup_gradients()}
-    assert rec.GRADIENT_SETUP == "natural-patches"
+    assert ev.GRADIENT_SETUP == "natural-patches"
     main = evidence_table(results)
     assert main.loc["eat-sigmoid", "gradient bias"] == pytest.approx(0.02)
     assert main.loc["eat-cubic", "gradient bias"] == pytest.approx(0.001)   # the indefinite row is ignored
@@ -361,24 +359,25 @@ def test_gradient_columns_rate_the_chosen_setup():
 
 
 def test_gradient_setup_sensitivity_lists_every_setup_and_the_fixed_cap():
-    sensitivity = rec.gradient_setup_sensitivity(two_setup_gradients())
+    sensitivity = guide.gradient_setup_sensitivity(two_setup_gradients())
     setups = list(dict.fromkeys(sensitivity.index.get_level_values("setup")))
-    assert setups == ["natural-patches", "model-generated", rec.FIXED_CAP_VARIANT]
+    assert setups == ["natural-patches", "model-generated", guide.FIXED_CAP_VARIANT]
     assert sensitivity.loc[("natural-patches", "eat-sigmoid"), "gradient bias"] == "good"
     assert sensitivity.loc[("model-generated", "eat-sigmoid"), "gradient bias"] == "poor"
     # fixed cap: the EAT rows are the fixed-cap ones (measured bias, no closed form), GSM unchanged
-    capped = sensitivity.loc[rec.FIXED_CAP_VARIANT]
+    capped = sensitivity.loc[guide.FIXED_CAP_VARIANT]
     assert capped.loc["eat-sigmoid", "bias evidence"] == pytest.approx(0.4)
     assert capped.loc["eat-sigmoid", "gradient bias"] == "fair"
     assert capped.loc["gsm", "bias evidence"] == pytest.approx(0.01)
     assert capped.loc["gsm", "variance evidence"] == pytest.approx(4.0 / 0.05)
     # consistent with the table itself on the main setup
     main = evidence_table({"gradients": two_setup_gradients()})
-    for method in rec.TABLE_METHODS:
-        assert sensitivity.loc[("natural-patches", method), "bias evidence"] == main.loc[method, "gradient bias"]
-    assert len(rec.gradient_setup_sensitivity(two_setup_gradients(), with_fixed_cap=False)) == 6
+    for method in ev.TABLE_METHODS:
+        on_main = sensitivity.loc[("natural-patches", method), "bias evidence"]
+        assert on_main == main.loc[method, "gradient bias"]
+    assert len(guide.gradient_setup_sensitivity(two_setup_gradients(), with_fixed_cap=False)) == 6
     with pytest.raises(ValueError, match="setup"):
-        rec.gradient_setup_sensitivity(gradients_table({"gsm": 0.1}, {"gsm": 1.0}))
+        guide.gradient_setup_sensitivity(gradients_table({"gsm": 0.1}, {"gsm": 1.0}))
 
 
 def test_robustness_reads_the_paper_regime_of_the_poglm():
@@ -393,18 +392,16 @@ def test_robustness_reads_the_paper_regime_of_the_poglm():
     assert evidence["eat-cubic"] == pytest.approx(0.4)
 
 
-def test_every_measured_column_has_one_evidence_function():
-    assert set(rec.EVIDENCE_FUNCTIONS) == set(rec.MEASURED_COLUMNS)
+def test_every_rated_column_has_one_evidence_function():
+    assert set(rules.EVIDENCE_FUNCTIONS) == set(rules.MEASURED_COLUMNS) | {rules.GENERALIZABILITY}
     results = paper_like_results()
-    for column, function in rec.EVIDENCE_FUNCTIONS.items():
+    for column, function in rules.EVIDENCE_FUNCTIONS.items():
         pd.testing.assert_series_equal(function(results, Thresholds()), evidence_table(results)[column],
                                        check_names=False)
 
 
 def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs():
-    import pandas as pd
-
-    from hitchhiker.book.table1.rules import loss_spread, robustness_evidence
+    from hitchhiker.book.table1.evidence import loss_spread, robustness_evidence
 
     rows = pd.DataFrame([
         # seed 0 at both temperatures; seeds 1 and 2 only at 0.1, much worse: they must not count
@@ -426,7 +423,7 @@ def test_robustness_uses_the_seeds_common_to_every_temperature_and_annealed_runs
 
 
 def test_pvae_rows_keep_the_grid_with_annealed_temperatures():
-    from hitchhiker.book.table1.rules import pvae_rows
+    from hitchhiker.book.table1.evidence import pvae_rows
 
     frame = pd.DataFrame([
         {"method": "exact", "grid_part": "main", "tau_schedule": "none"},
@@ -438,3 +435,250 @@ def test_pvae_rows_keep_the_grid_with_annealed_temperatures():
     assert pvae_rows(frame).index.tolist() == [0, 2, 3]
     # an older table without the columns is taken whole
     assert pvae_rows(frame[["method"]]).index.tolist() == [0, 1, 2, 3, 4]
+
+
+# --- one rating, the library's thresholds, squared and unsquared bias ratios ---------------------------
+
+def test_bias_is_rated_on_squared_ratios_with_the_librarys_thresholds():
+    from hitchhiker import diagnostics
+    from hitchhiker.book.generalization import GENERALIZATION_THRESHOLDS
+
+    thresholds = Thresholds()
+    assert thresholds.bias == diagnostics.BIAS_THRESHOLDS
+    assert thresholds.variance == diagnostics.VARIANCE_THRESHOLDS
+    assert thresholds.generalizability == GENERALIZATION_THRESHOLDS
+    # BiasEnergy 0.09 (good) is the squared ratio; the unsquared bias_ratio 0.3 (= sqrt(0.09)) must not
+    # be what the bias thresholds judge: it would read "fair"
+    rows = pd.DataFrame([{"method": m, "bias_energy": 0.09, "bias_ratio": 0.3, "noise_energy": 1.0}
+                         for m in ev.TABLE_METHODS])
+    assert list(recommendation_table({"gradients": rows})["gradient bias"]) == ["good"] * 3
+    assert rate_value(0.3, *thresholds.bias) == "fair"
+
+
+def test_mean_scores_leave_missing_ratings_out():
+    ratings = pd.DataFrame({c: ["good", "poor", "n/a"] for c in rules.MEASURED_COLUMNS},
+                           index=list(ev.TABLE_METHODS))
+    ratings.loc["eat-sigmoid", "gradient bias"] = "fair"
+    assert list(rules.mean_scores(ratings)) == [2.0, 0.25, 0.0]
+
+
+# --- Table 1 from the stored results, recomputed independently (chapter 08's former hidden oracle) -----
+
+STORED = Path(__file__).resolve().parents[1] / "book" / "results"
+
+
+def _independent_rating(value, good, fair):
+    return "n/a" if np.isnan(value) else "good" if value <= good else "fair" if value <= fair else "poor"
+
+
+def _independent_evidence(results: dict) -> dict:
+    """Every evidence number straight from the CSVs (pandas on the raw columns, no package code)."""
+    methods = ["eat-cubic", "eat-sigmoid", "gsm"]
+    check = {}
+    f = results["fidelity"]
+    if f is not None:
+        f = f[f["method"].isin(methods)]
+        err = np.maximum((f["mean_ratio"] - 1).abs(), (f["var_ratio"] - 1).abs())
+        check["distributional fidelity"] = err.groupby(f["method"]).max().reindex(methods)
+    g = results["gradients"]
+    if g is not None:
+        if "setup" in g.columns:
+            g = g[g["setup"] == "natural-patches"]
+        if "decoder" in g.columns:
+            g = g[g["decoder"] == "pvae-exact-long-seed0"]          # the trained decoder: the main setup
+        if "indefinite_fraction" in g.columns:                      # legacy H-weighted table only
+            g = g[~(g["indefinite_fraction"] > 0)]
+        g = g[g["method"].isin(methods)]
+        beyond_noise = (g["bias_energy"] - g["bias_energy_floor"]).clip(lower=0)
+        per_row = g["bias_energy_exact"].where(g["bias_energy_exact"].notna(), beyond_noise)
+        check["gradient bias"] = per_row.groupby(g["method"]).max().reindex(methods)
+        med = g.groupby("method")["noise_energy"].median().reindex(methods)
+        check["gradient variance"] = med / med.min()
+    spreads = []
+    for name, col, sign in (("pvae", "val_nelbo", 1.0), ("poglm", "test_elbo", -1.0)):
+        t = results[name]
+        if t is None:
+            continue
+        if "regime" in t.columns:
+            t = t[t["regime"] == "paper"]
+        if "tau_schedule" in t.columns:
+            t = t[t["tau_schedule"] != "fixed"]
+        if "grid_part" in t.columns:
+            t = t[t["grid_part"] != "long"]
+        t = t[t["method"].isin(methods)]
+        if "seed" in t.columns:  # a seed counts where it ran at every temperature of its method
+            n_tau = t.groupby("method")["temperature"].transform("nunique")
+            t = t[t.groupby(["method", "seed"])["temperature"].transform("nunique") == n_tau]
+        per = (sign * t[col]).groupby([t["method"], t["temperature"]]).mean()
+        s = {m: (v.max() - v.min()) / abs(v.min()) for m, v in per.groupby(level=0) if len(v) > 1}
+        s = pd.Series(s, dtype=float).reindex(methods)
+        spreads.append(s / max(s.min(), 0.0025))
+    if spreads:
+        check["temperature robustness"] = pd.concat(spreads, axis=1).max(axis=1)
+    gen = results["generalization"]
+    if gen is not None:
+        keys = ["family", "regime", "method", "temperature", "n_samples"]
+        per = gen.groupby(keys, dropna=False)["test_elbo"].mean()
+        best = per.groupby(level=["family", "regime", "method"]).max()
+        top = best.groupby(level=["family", "regime"]).transform("max")
+        check["generalizability"] = ((top - best) / top.abs()).groupby(level="method").max().reindex(methods)
+    return check
+
+
+@pytest.mark.skipif(not (STORED / "fidelity.csv").is_file(), reason="no stored results")
+def test_table1_of_the_stored_results_matches_an_independent_recomputation():
+    raw = {}
+    for name in ev.RESULT_NAMES:
+        path = STORED / f"{name}.csv"
+        raw[name] = pd.read_csv(path) if path.is_file() else None
+    results = load_available_results(STORED)
+    evidence = evidence_table(results)
+    table = recommendation_table(results)
+    check = _independent_evidence(raw)
+    cut_offs = {"distributional fidelity": (0.2, 0.5), "gradient bias": (0.1, 1.0),
+                "gradient variance": (1.5, 3.0), "temperature robustness": (1.5, 3.0),
+                "generalizability": (0.01, 0.03)}
+    for column, (good, fair) in cut_offs.items():
+        if column in check:
+            np.testing.assert_allclose(evidence[column].to_numpy(float), check[column].to_numpy(float),
+                                       rtol=1e-9, equal_nan=True, err_msg=column)
+            expected = [_independent_rating(v, good, fair) for v in check[column].to_numpy(float)]
+        else:
+            expected = ["n/a"] * 3
+            assert column in missing_evidence(results)
+        assert list(table[column]) == expected, (column, list(table[column]), expected)
+    # the labels follow the rule
+    level = {"poor": 0, "fair": 1, "good": 2}
+    scores = {m: np.mean([level[r] for r in table.loc[m, list(cut_offs)[:4]] if r in level] or [0.0])
+              for m in table.index}
+    default = table.index[table["recommendation"] == "Default choice"]
+    assert len(default) == 1 and scores[default[0]] == max(scores.values())
+    labels = [label for label in table["recommendation"] if label != "-"]
+    assert len(labels) == len(set(labels)) and set(labels) <= {"Default choice", "Non-Poisson data",
+                                                               "Max smoothness"}
+    general = {m: level.get(table.loc[m, "generalizability"], -1) for m in table.index}
+    earned = [m for m in table.index if m != default[0] and general[m] > general[default[0]]]
+    assert ("Non-Poisson data" in set(table["recommendation"])) == bool(earned)
+    smooth = [table.loc[m, "recommendation"] for m in ("eat-sigmoid", "gsm")   # C-infinity, unlike the cubic
+              if table.loc[m, "recommendation"] not in ("Default choice", "Non-Poisson data")]
+    assert smooth.count("Max smoothness") == (1 if smooth else 0)
+    assert table.loc["eat-cubic", "recommendation"] in ("Default choice", "-")
+    assert list(rules.mean_scores(table)) == [scores[m] for m in table.index]
+
+
+# --- the decoder column and the regime map -----------------------------------------------------------
+
+from hitchhiker.book.table1 import regime as regime_map_module  # noqa: E402
+
+
+def two_decoder_gradients() -> pd.DataFrame:
+    trained = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 0.02, "gsm": 0.01},
+                              {"eat-cubic": 1.0, "eat-sigmoid": 0.5, "gsm": 4.0})
+    trained["decoder"] = "pvae-exact-long-seed0"
+    atoms = gradients_table({"eat-cubic": 0.001, "eat-sigmoid": 0.3, "gsm": 0.01},
+                            {"eat-cubic": 1.0, "eat-sigmoid": 0.9, "gsm": 9.0})
+    atoms["decoder"] = "random-unit-atoms"
+    table = pd.concat([trained, atoms], ignore_index=True)
+    table["setup"] = "natural-patches"
+    return table
+
+
+def test_gradient_columns_rate_the_trained_decoder_and_the_sensitivity_lists_the_others():
+    table = two_decoder_gradients()
+    rows = ev.gradient_rows(table)
+    assert set(rows["decoder"]) == {"pvae-exact-long-seed0"}
+    assert evidence_table({"gradients": table}).loc["eat-sigmoid", "gradient bias"] == pytest.approx(0.02)
+    atoms = ev.gradient_rows(table, decoder="random-unit-atoms")
+    assert ev.bias_evidence(atoms)["eat-sigmoid"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="decoder='pvae-exact-long-seed0'.*random-unit-atoms"):
+        ev.gradient_rows(table[table["decoder"] == "random-unit-atoms"])
+    sensitivity = guide.gradient_setup_sensitivity(table, with_fixed_cap=False)
+    setups = list(dict.fromkeys(sensitivity.index.get_level_values("setup")))
+    assert setups == ["natural-patches", "natural-patches, random-unit-atoms"]
+    assert sensitivity.loc[("natural-patches, random-unit-atoms", "gsm"), "variance evidence"] == 10.0
+
+
+def test_regime_map_names_the_winner_the_margin_and_ties():
+    frame = pd.DataFrame({"method": ["a", "b", "c"] * 3, "rate": [0.1] * 3 + [1.0] * 3 + [10.0] * 3,
+                          "temperature": [0.1] * 9,
+                          "value": [4.0, 1.0, 2.0, 1.0, 1.1, 5.0, 1e-5, 2e-5, 1.0],
+                          "se": [0.1, 0.1, 0.1, 0.2, 0.2, 0.1, 0.0, 0.0, 0.0]})
+    out = regime_map_module.regime_map(frame, "value", se="se", negligible=1e-3).set_index("rate")
+    assert out.loc[0.1, "winner"] == "b" and out.loc[0.1, "runner_up"] == "c"
+    assert out.loc[0.1, "margin"] == pytest.approx(2.0)
+    assert out.loc[1.0, "winner"] == regime_map_module.TIE and out.loc[1.0, "best"] == "a"   # 2 SE
+    assert out.loc[10.0, "winner"] == regime_map_module.TIE                          # both negligible
+    exact = regime_map_module.regime_map(frame, "value").set_index("rate")
+    assert exact.loc[1.0, "winner"] == "a" and exact.loc[10.0, "winner"] == "a"
+    only_ac = regime_map_module.regime_map(frame, "value", methods=["a", "c"]).set_index("rate")
+    assert only_ac.loc[0.1, "winner"] == "c"
+    with pytest.raises(ValueError, match="several rows"):
+        regime_map_module.regime_map(pd.concat([frame, frame.iloc[:1]]), "value")
+    with pytest.raises(ValueError, match="lacks"):
+        regime_map_module.regime_map(frame, "missing")
+
+
+def _grid_gradients():
+    """A main-setup table where cold EAT-cubic is starved: NoiseEnergy = 1.2 / (2 lambda tau) + 2."""
+    rows = []
+    for rate in (0.1, 1.0, 10.0):
+        for tau in (0.02, 0.5):
+            arrivals = 2 * rate * tau
+            values = {"eat-cubic": 1.2 / arrivals + 2, "eat-sigmoid": 0.3 / arrivals + 1.5,
+                      "gsm": 20.0, "score": 150.0}
+            for method, noise in values.items():
+                rows.append({"setup": "natural-patches", "decoder": "pvae-exact-long-seed0", "method": method,
+                             "rate": rate, "temperature": tau, "n_items": 16, "noise_energy": noise,
+                             "noise_energy_sd": 0.01 * noise, "bias_energy_sd": 0.001,
+                             "bias_energy": 0.5 if method == "gsm" else 0.01,
+                             "cross_term": 0.05 if method == "gsm" else -0.01, "cross_term_sd": 0.04,
+                             "cross_term_exact": {"eat-cubic": -0.001, "eat-sigmoid": 0.2 * tau}.get(
+                                 method, float("nan")),
+                             "bias_energy_floor": noise / 100,
+                             "bias_energy_exact": {"eat-cubic": 1e-5, "eat-sigmoid": 0.004 * tau}.get(
+                                 method, float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def test_regime_maps_on_every_criterion_and_the_starvation_constant():
+    gradients = _grid_gradients()
+    fidelity = pd.DataFrame([{"method": m, "rate": r, "temperature": t, "w1_normalised": w,
+                              "w1_normalised_se": 0.001,
+                              "mean_ratio": 1.0 + (0.1 if m == "eat-sigmoid" else 0),
+                              "mean_ratio_se": 0.001, "var_ratio": 0.9, "var_ratio_se": 0.001}
+                             for r in (0.1, 1.0) for t in (0.02, 0.5)
+                             for m, w in (("eat-cubic", 0.02), ("eat-sigmoid", 0.05), ("gsm", 0.03))])
+    maps = regime_map_module.regime_maps(gradients, fidelity)
+    assert list(maps) == list(regime_map_module.CRITERIA)
+    noise = maps["gradient noise"].set_index(["rate", "temperature"])
+    cold = noise.loc[(0.1, 0.02)]                 # the window holds 0.004 arrivals: both EAT starved
+    assert cold["winner"] == "gsm" and cold["runner_up"] == "eat-sigmoid"
+    assert cold["margin"] == pytest.approx((0.3 / 0.004 + 1.5) / 20.0)
+    assert set(noise.drop(index=(0.1, 0.02))["winner"]) == {"eat-sigmoid"}
+    bias = maps["gradient bias"].set_index(["rate", "temperature"])
+    # first order: cubic 0.001, sigmoid 0.2 tau, GSM 0.05 +- 0.01 (measured, 16 items)
+    assert bias.loc[(1.0, 0.5), "winner"] == "eat-cubic" and bias.loc[(1.0, 0.5), "runner_up"] == "gsm"
+    assert bias.loc[(1.0, 0.5), "margin"] == pytest.approx(50.0)
+    assert bias.loc[(1.0, 0.02), "winner"] == regime_map_module.TIE        # cubic and sigmoid below 1%
+    assert set(maps["fidelity W1"]["winner"]) == {"eat-cubic"}
+    moments = maps["fidelity moments"]
+    assert set(moments["winner"]) == {regime_map_module.TIE}      # all three at |v - 1| = 0.1
+    only_cold = regime_map_module.regime_maps(gradients, None, temperatures=[0.02])
+    assert list(only_cold) == ["gradient noise", "gradient bias"]
+    assert set(only_cold["gradient noise"]["temperature"]) == {0.02}
+    noise_values = regime_map_module.criterion_values("gradient noise", gradients)
+    ratio = regime_map_module.method_vs_best(noise_values, "eat-cubic", ["eat-sigmoid", "gsm", "score"])
+    assert ratio.loc[(0.1, 0.02)] == pytest.approx((1.2 / 0.004 + 2) / 20.0)
+    assert ratio.loc[(10.0, 0.5)] == pytest.approx((1.2 / 10 + 2) / (0.3 / 10 + 1.5))
+    with pytest.raises(ValueError, match="lack"):
+        regime_map_module.method_vs_best(noise_values, "st-cubic", ["gsm"])
+    c = regime_map_module.starvation_constant(gradients, max_arrivals=0.1)
+    assert c == pytest.approx(np.median([1.2 + 2 * a for a in (0.004, 0.04, 0.1)]))
+    with pytest.raises(ValueError, match="no rows"):
+        regime_map_module.starvation_constant(gradients, max_arrivals=1e-4)
+    with pytest.raises(ValueError, match="criterion"):
+        regime_map_module.criterion_values("speed", gradients)
+    fig = regime_map_module.plot_regime_maps(maps)
+    assert len(fig.axes) == 4
+    import matplotlib.pyplot as plt
+    plt.close(fig)

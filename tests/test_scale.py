@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hitchhiker.book import by_scale
-from hitchhiker.book import current_scale
-from hitchhiker.book import save_results
+from hitchhiker.book import by_scale, current_scale, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

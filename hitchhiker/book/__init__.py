@@ -6,6 +6,8 @@ tqdm. The library (:mod:`hitchhiker`) never imports this subpackage; chapters im
 (``hb.fidelity``, ``hb.gradients``, ``hb.pvae``, ``hb.poglm``, ``hb.generalization``, ``hb.table1``),
 the derivation through ``hb.campbell`` and the figure style through ``hb.plotting``.
 """
+import importlib
+
 from . import common, fidelity, generalization, gradients, poglm, pvae, table1
 from .common import plotting
 from .common.results import load_results, save_results
@@ -36,7 +38,5 @@ __all__ = [
 def __getattr__(name):
     # The SymPy derivation loads SymPy, which only chapter 02 needs: imported on first use.
     if name == "campbell":
-        import importlib
-
         return importlib.import_module(".campbell", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -201,6 +201,8 @@ def test_vmap_composes_with_grad_and_checks_arguments():
         torch.func.vmap(rp(), randomness="different")(-rates)
 
 
+@pytest.mark.skipif(tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 7),
+                    reason="before torch 2.7, torch.distributions' argument validation fails under vmap")
 def test_torch_relaxed_bernoulli_works_under_vmap_as_the_reference_behaviour():
     f = lambda p: torch.distributions.RelaxedBernoulli(0.3, probs=p).rsample()  # noqa: E731
     assert torch.func.vmap(f, randomness="different")(torch.full((3, 2), 0.5)).shape == (3, 2)

@@ -1,7 +1,15 @@
-"""The book's figure style: one place for fonts, sizes and the paper's method colours."""
+"""The book's figure style: one place for fonts, sizes, the paper's method colours and line styles.
+
+Figures are sized for the book's content column (:data:`BOOK_WIDTH` inches, about 676 CSS pixels at a
+1280-pixel-wide window): a figure that wide with text no smaller than :data:`MIN_FONT_PT` shows its
+smallest text at about 9 px. Inside Jupyter, :func:`use_book_style` also stores each figure's smallest
+font size (points) in its PNG under :data:`FONT_METADATA_KEY`; the browser test reads it, with the
+PNG's dpi and its rendered width, to check that no figure's text is displayed under about 8 px.
+"""
 from __future__ import annotations
 
 import matplotlib as mpl
+from matplotlib.colors import LinearSegmentedColormap
 
 from ...estimators import PAPER_METHODS
 
@@ -19,6 +27,16 @@ METHOD_COLORS = {
     "eat-cosine": "#e377c2",
 }
 
+#: Line styles: solid for the paper's methods; a distinct dash wherever two methods can overlap
+#: (straight-through draws exactly the gradient of its EAT method, so ST-cubic lies on EAT-cubic).
+METHOD_LINESTYLES = {
+    "st-cubic": (0, (4, 2)),
+    "st-sigmoid": (0, (4, 2)),
+    "eat-linear": (0, (1, 1.5)),
+    "eat-quintic": (0, (6, 1.5, 1, 1.5)),
+    "eat-cosine": (0, (3, 1, 1, 1, 1, 1)),
+}
+
 METHOD_LABELS = {
     "eat-sigmoid": r"EAT$_\mathrm{sigmoid}$",
     "eat-cubic": r"EAT$_\mathrm{cubic}$",
@@ -34,6 +52,10 @@ METHOD_LABELS = {
 
 #: Width of a full-width figure in the rendered book, inches.
 BOOK_WIDTH = 7.5
+#: The smallest font size (points) the style uses; at BOOK_WIDTH it renders at about 9 px.
+MIN_FONT_PT = 8.5
+#: The PNG text key under which a figure's smallest font size (points) is stored.
+FONT_METADATA_KEY = "hitchhiker:min_font_pt"
 
 STYLE = {
     "figure.dpi": 110,
@@ -42,9 +64,11 @@ STYLE = {
     "font.size": 10,
     "axes.titlesize": 10,
     "axes.labelsize": 10,
-    "legend.fontsize": 8.5,
-    "xtick.labelsize": 8.5,
-    "ytick.labelsize": 8.5,
+    "figure.titlesize": 10.5,
+    "legend.fontsize": MIN_FONT_PT,
+    "legend.title_fontsize": MIN_FONT_PT,
+    "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -54,9 +78,65 @@ STYLE = {
 }
 
 
+#: A light-to-dark scale for ratings and errors: light is good (small error), dark is poor, as a
+#: reader expects of a heat map of "how much is wrong". Use it with ``vmin`` at the good end.
+RATING_CMAP = LinearSegmentedColormap.from_list("hitchhiker-rating", ["#f7f7f7", "#fdd49e", "#ef6548",
+                                                                      "#7f0000"])
+
+
 def use_book_style() -> None:
-    """Apply the book's matplotlib style globally."""
+    """Apply the book's matplotlib style globally (and, inside IPython, tag each figure's PNG with its
+    smallest font size, :data:`FONT_METADATA_KEY`)."""
     mpl.rcParams.update(STYLE)
+    _tag_inline_figures()
+
+
+def smallest_font_pt(fig) -> float:
+    """The smallest font size (points) of any visible, non-empty text of ``fig`` (after a draw).
+
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> _ = ax.set_title("title", fontsize=12); _ = ax.text(0.5, 0.5, "note", fontsize=6)
+    >>> smallest_font_pt(fig)
+    6.0
+    >>> plt.close(fig)
+    """
+    fig.canvas.draw()
+    sizes = [text.get_fontsize() for text in fig.findobj(mpl.text.Text)
+             if text.get_visible() and text.get_text().strip()]
+    return float(min(sizes)) if sizes else float(mpl.rcParams["font.size"])
+
+
+def _png_with_font_metadata(fig, **kwargs):
+    """IPython's PNG of ``fig`` (as the inline backend makes it), with the smallest font size stored."""
+    from IPython.core.pylabtools import print_figure
+
+    metadata = {FONT_METADATA_KEY: f"{smallest_font_pt(fig):g}"}
+    return print_figure(fig, "png", metadata=metadata, **kwargs)
+
+
+def _tag_inline_figures() -> None:
+    """Inside an IPython kernel, register the PNG formatter above for matplotlib figures."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    import functools
+
+    import matplotlib.pyplot  # noqa: F401  (activates the inline backend, which registers its formatter)
+    from matplotlib.figure import Figure
+
+    try:
+        from matplotlib_inline.backend_inline import InlineBackend
+        kwargs = dict(InlineBackend.instance().print_figure_kwargs)
+    except ImportError:
+        kwargs = {"bbox_inches": "tight"}
+    kwargs.setdefault("base64", True)
+    shell.display_formatter.formatters["image/png"].for_type(
+        Figure, functools.partial(_png_with_font_metadata, **kwargs))
 
 
 def method_color(method: str) -> str:
@@ -70,8 +150,18 @@ def method_label(method: str) -> str:
 
 
 def method_style(method: str, **overrides) -> dict:
-    """Keyword arguments for ``plot``/``errorbar``: colour and label of a method."""
-    return {"color": method_color(method), "label": method_label(method), **overrides}
+    r"""Keyword arguments for ``plot``/``errorbar``: colour, label and (where two methods can overlap)
+    line style ``ls`` of a method; ``overrides`` win.
+
+    >>> method_style("eat-cubic", lw=1)
+    {'color': '#d62728', 'label': 'EAT$_\\mathrm{cubic}$', 'lw': 1}
+    >>> method_style("st-cubic")["ls"]
+    (0, (4, 2))
+    """
+    style = {"color": method_color(method), "label": method_label(method)}
+    if method in METHOD_LINESTYLES:
+        style["ls"] = METHOD_LINESTYLES[method]
+    return {**style, **overrides}
 
 
 def _log_axis_ticks(ax, values) -> None:

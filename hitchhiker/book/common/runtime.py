@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .plotting import use_book_style
 from .scale import current_scale
 
 
@@ -27,11 +27,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def in_colab() -> bool:
-    """True inside Google Colab."""
-    return "google.colab" in sys.modules
-
-
 def results_dir() -> Path:
     """Where chapters store the numbers behind their figures (``HITCHHIKER_RESULTS`` overrides).
 
@@ -42,8 +37,6 @@ def results_dir() -> Path:
 
 def setup_chapter(seed: int = 0, verbose: bool = True):
     """Seed everything, apply the figure style, and return ``(device, scale)``."""
-    from ..common.plotting import use_book_style
-
     seed_everything(seed)
     use_book_style()
     device, scale = default_device(), current_scale()

@@ -25,7 +25,15 @@ def current_scale() -> str:
 
 
 def by_scale(smoke, default, paper=None):
-    """Pick the value for the active scale (``paper`` falls back to ``default`` when omitted)."""
+    """Pick the value for the active scale (``paper`` falls back to ``default`` when omitted).
+
+    >>> import os
+    >>> saved = os.environ.get(ENV_VAR)
+    >>> os.environ[ENV_VAR] = "paper"
+    >>> by_scale(smoke=100, default=2_000, paper=50_000), by_scale(smoke=100, default=2_000)
+    (50000, 2000)
+    >>> _ = os.environ.pop(ENV_VAR) if saved is None else os.environ.update({ENV_VAR: saved})
+    """
     scale = current_scale()
     if scale == "smoke":
         return smoke

@@ -4,31 +4,37 @@ For a method (a registry name such as ``"eat-cubic"``), a rate :math:`\lambda` a
 :math:`\tau`, :func:`measure_fidelity` draws ``n_trials`` independent batches of ``n_samples``
 relaxed counts and as many exact Poisson counts, and reports per trial
 
-* the moment ratios :math:`\hat{\mathbb E}[\tilde z]/\lambda` and :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda`
-  (:func:`~hitchhiker.metrics.moment_ratios`),
+* the moment ratios :math:`\hat{\mathbb E}[\tilde z]/\lambda` and
+  :math:`\widehat{\mathrm{Var}}[\tilde z]/\lambda` (:func:`~hitchhiker.metrics.moment_ratios`),
 * the Wasserstein-1 distance to the exact sample, raw and divided by :math:`\sqrt\lambda`
   (:func:`~hitchhiker.metrics.wasserstein1`),
 
 averaged over trials with the standard error :math:`s/\sqrt{\text{trials}}` of each.
 :func:`fidelity_grid` runs a (method, rate, temperature) grid and adds the Campbell predictions
 (:mod:`hitchhiker.moments`) for the EAT methods. Every draw is vectorised over trials and samples
-and runs on any device.
+and runs on any device. The official code's fixed-cap and bfloat16 samplers, for teaching, are in
+:mod:`hitchhiker.book.fidelity.official`.
 
-:func:`fixed_cap_eat` is a *teaching* function: EAT with a fixed number of arrivals, as the
-official code draws it. It is biased; the book uses it to show why :class:`~hitchhiker.RelaxedPoisson`
-is truncation-free.
+>>> import torch
+>>> _ = torch.manual_seed(0)
+>>> stats = measure_fidelity("eat-cubic", rate=5.0, temperature=0.1, n_samples=2_000, n_trials=4)
+>>> abs(stats["mean_ratio"] - 1) < 0.05                  # the cubic EAT keeps the Poisson mean
+True
+>>> [round(r, 4) for r in campbell_ratios("eat-cubic", 0.35)]   # 1 - 9 tau / 35 for the variance
+[1.0, 0.91]
 """
 from __future__ import annotations
 
 import math
 import time
 
+import pandas as pd
 import torch
 
-from ...estimators import PATHWISE_METHODS, check_method, pathwise_distribution
 from ..._validation import check_n_categories
-from ...indicators import get_indicator
+from ...estimators import PATHWISE_METHODS, check_method, pathwise_distribution
 from ...metrics import moment_ratios, wasserstein1
+from ...moments import relaxed_mean, relaxed_variance
 
 #: The three relaxations the paper's fidelity figures compare, in its order.
 FIDELITY_METHODS = ("eat-sigmoid", "eat-cubic", "gsm")
@@ -62,6 +68,12 @@ def _check_rate_temperature(rate, temperature):
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     return rate, temperature
+
+
+def forked_rng(device=None):
+    """A context in which reseeding torch leaves the caller's random state (CPU and ``device``) untouched."""
+    device = torch.empty(0, device=device).device
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def fidelity_from_samples(relaxed: torch.Tensor, exact: torch.Tensor, rate: float) -> dict:
@@ -129,8 +141,6 @@ def campbell_ratios(method: str, temperature) -> tuple[float, float]:
     check_method(method, PATHWISE_METHODS)
     if method == "gsm":
         return math.nan, math.nan
-    from ...moments import relaxed_mean, relaxed_variance
-
     indicator = method.split("-", 1)[1]
     tau = torch.tensor(float(temperature), dtype=torch.float64)
     return (relaxed_mean(1.0, tau, indicator).item(), relaxed_variance(1.0, tau, indicator).item())
@@ -146,8 +156,6 @@ def fidelity_grid(methods=FIDELITY_METHODS, rates=PAPER_RATES, temperatures=PAPE
     seeds torch once per (method, rate, temperature) from its position, so any sub-grid reproduces
     the same numbers as the full grid.
     """
-    import pandas as pd
-
     methods, rates, temperatures = list(methods), list(rates), list(temperatures)
     for method in methods:
         check_method(method, PATHWISE_METHODS)
@@ -192,53 +200,6 @@ def truncated_poisson_moments(rate: float, n_categories: int) -> tuple[float, fl
     return mean, float((k**2 * p).sum()) - mean**2
 
 
-def fixed_cap_n_arrivals(rate_max: float, tail: float = 1e-3) -> int:
-    r"""The official code's arrival budget: the :math:`(1 - \text{tail})` quantile of Poisson(λ_max)."""
-    rate_max = _as_float(rate_max, "rate_max")
-    if not (math.isfinite(rate_max) and rate_max > 0):
-        raise ValueError(f"rate_max must be finite and > 0, got {rate_max}")
-    if not 0 < tail < 1:
-        raise ValueError(f"tail must be in (0, 1), got {tail}")
-    from scipy import stats
-
-    return max(1, int(stats.poisson.ppf(1 - tail, rate_max)))
-
-
-def fixed_cap_eat(rate, temperature, sample_shape=torch.Size(), indicator="cubic",
-                  rate_max: float | None = None, tail: float = 1e-3) -> torch.Tensor:
-    r"""TEACHING ONLY -- EAT with a fixed number of arrivals, as in the official code. Biased.
-
-    Draws :math:`n` = :func:`fixed_cap_n_arrivals` (``rate_max``) inter-arrival times
-    :math:`\Delta t_i = E_i/\lambda`, :math:`E_i \sim \mathrm{Exp}(1)`, and returns
-    :math:`\sum_{i \le n} f((1 - t_i)/\tau)`. The cap covers arrivals up to about :math:`t = 1`,
-    but the soft indicator is non-zero up to :math:`t = 1 + \tau` (cubic) or beyond (sigmoid): the
-    arrivals it drops there are silently missing from the sample, which deflates the mean and the
-    variance at large :math:`\lambda\tau`. Use :class:`~hitchhiker.RelaxedPoisson` for real work.
-
-    Args:
-        rate: :math:`\lambda > 0` (tensor or number); gradients flow through :math:`t_i = S_i/\lambda`.
-        temperature: :math:`\tau > 0`, broadcastable with ``rate``.
-        sample_shape: leading sample dimensions.
-        indicator: soft indicator name (``"cubic"``, ``"sigmoid"``, ...).
-        rate_max: the rate the cap is sized for (default: the largest ``rate``).
-        tail: the quantile's tail probability (the official code's ``1e-3``).
-    """
-    rate = torch.as_tensor(rate, dtype=torch.get_default_dtype()) if not torch.is_tensor(rate) else rate
-    if not rate.is_floating_point():
-        rate = rate.to(torch.get_default_dtype())
-    if not bool((torch.isfinite(rate) & (rate > 0)).all()):
-        raise ValueError("rate must be finite and > 0")
-    temperature = torch.as_tensor(temperature, dtype=rate.dtype, device=rate.device)
-    if not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
-        raise ValueError("temperature must be finite and > 0")
-    f = get_indicator(indicator)
-    n = fixed_cap_n_arrivals(float(rate.detach().max()) if rate_max is None else rate_max, tail)
-    shape = torch.Size(sample_shape) + torch.broadcast_shapes(rate.shape, temperature.shape)
-    waits = torch.empty(shape + (n,), dtype=rate.dtype, device=rate.device).exponential_()
-    times = waits.cumsum(-1) / rate.unsqueeze(-1)
-    return f((1 - times) / temperature.unsqueeze(-1)).sum(-1)
-
-
 def time_rsample(method: str, rate: float, temperature: float, n_samples: int,
                  repeats: int = 3, device=None, dtype=torch.float32, cpu_threads: int | None = 1,
                  **kwargs) -> float:
@@ -274,79 +235,3 @@ def time_rsample(method: str, rate: float, temperature: float, n_samples: int,
     finally:
         torch.set_num_threads(threads)
     return best
-
-
-# ---------------------------------------------------------------------------------------------------
-# The official analysis pipeline, for teaching: reduced precision, rate rounding and the fixed cap.
-# ---------------------------------------------------------------------------------------------------
-
-#: The float32 machine epsilon the official sampler adds to every rate (``exp(log_rate) + eps``).
-_OFFICIAL_RATE_EPS = float(torch.finfo(torch.float32).eps)
-
-
-def official_pipeline_rate(rate: float, dtype=torch.bfloat16) -> float:
-    r"""The rate the official analysis actually samples at when asked for ``rate`` in ``dtype``.
-
-    The official sweep stores :math:`\log\lambda` in ``dtype`` and the sampler uses
-    :math:`\exp(\log\lambda) + \epsilon_{32}`, evaluated in ``dtype``. In bfloat16 (8 significant
-    bits) :math:`\log 100 = 4.6052` rounds to :math:`4.59375` and its exponential to **99.0**, so the
-    relaxed samples are drawn at rate 99 while the exact Poisson reference (drawn from the rate
-    itself, which bfloat16 holds exactly) stays at 100. In float32 the shift is below :math:`10^{-5}`.
-    """
-    rate = _as_float(rate, "rate")
-    if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"rate must be finite and > 0, got {rate}")
-    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    log_rate = torch.tensor(math.log(rate), dtype=dtype)
-    return float(torch.exp(log_rate) + torch.tensor(_OFFICIAL_RATE_EPS, dtype=dtype))
-
-
-def official_pipeline_eat(rate: float, temperature: float, sample_shape, indicator: str = "cubic",
-                          dtype=torch.bfloat16, device=None, tail: float = 1e-3) -> torch.Tensor:
-    r"""TEACHING ONLY -- relaxed EAT samples as the official fidelity analysis draws them. Biased.
-
-    Every step runs in ``dtype`` (bfloat16 in the official analysis): the rate is
-    :func:`official_pipeline_rate` (so :math:`\lambda = 100` becomes 99 in bfloat16), the number of
-    arrivals is the fixed cap :func:`fixed_cap_n_arrivals` of that rate, the inter-arrival times
-    :math:`E_i/\lambda`, their cumulative sum, :math:`f((1 - t_i)/\tau)` and the sum over arrivals are
-    all rounded to ``dtype``. Returns the samples converted to float32, shape ``sample_shape``.
-    With ``dtype=torch.float32`` this is the fixed-cap sampler without the precision loss
-    (the same law as :func:`fixed_cap_eat`). Use :class:`~hitchhiker.RelaxedPoisson` for real work.
-    """
-    rate, temperature = _check_rate_temperature(rate, temperature)
-    f = get_indicator(indicator)
-    used = official_pipeline_rate(rate, dtype)
-    n = fixed_cap_n_arrivals(used, tail)
-    rate_t = torch.tensor(used, dtype=dtype, device=device)
-    shape = torch.Size(sample_shape)
-    per_row = max(1, math.prod(shape[1:]) * n)
-    rows = max(1, _MAX_ELEMENTS // per_row)
-    parts = []
-    with torch.no_grad():
-        for start in range(0, shape[0] if len(shape) else 1, rows):
-            size = (min(rows, shape[0] - start),) + shape[1:] if len(shape) else ()
-            waits = torch.empty(tuple(size) + (n,), dtype=dtype, device=device).exponential_() / rate_t
-            times = waits.cumsum(-1)
-            parts.append(f((1 - times) / temperature).sum(-1).to(torch.float32))
-    return torch.cat(parts) if len(shape) else parts[0]
-
-
-def official_pipeline_fidelity(method: str, rate: float, temperature: float, n_samples: int = 50_000,
-                               n_trials: int = 100, dtype=torch.bfloat16, device=None) -> dict:
-    """TEACHING ONLY -- the fidelity statistics of :func:`official_pipeline_eat` samples.
-
-    ``method`` is ``"eat-cubic"`` or ``"eat-sigmoid"``. The exact reference is drawn at the *requested*
-    ``rate`` (as the official analysis does; its counts are exact integers in bfloat16 up to 256) and
-    the statistics are those of :func:`fidelity_from_samples` (computed in float64, so only the
-    sampling carries the reduced precision). Adds ``rate_used``, the rate the relaxed samples were
-    actually drawn at.
-    """
-    check_method(method, ("eat-cubic", "eat-sigmoid"))
-    _check_sizes(n_samples, n_trials)
-    rate, temperature = _check_rate_temperature(rate, temperature)
-    relaxed = official_pipeline_eat(rate, temperature, (n_trials, n_samples), method.split("-", 1)[1],
-                                    dtype, device)
-    exact = torch.poisson(torch.full((n_trials, n_samples), rate, dtype=torch.float32,
-                                     device=relaxed.device))
-    return {**fidelity_from_samples(relaxed, exact, rate), "rate_used": official_pipeline_rate(rate, dtype)}

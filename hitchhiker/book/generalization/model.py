@@ -34,15 +34,19 @@ normalised by a truncated series whose dropped mass is bounded and checked
 Relaxed counts are scored by each family's log-pmf extended to real values through
 :math:`\log\Gamma`. Evaluation (:func:`evaluate_model`) uses exact draws from :math:`q`: the test ELBO and
 the importance-sampled log-likelihood.
+
+>>> model = LatentCountModel("negative-binomial")
+>>> x = torch.poisson(torch.full((4, 32), 3.0))
+>>> negative_elbo(model, x, "eat-cubic", temperature=0.1).shape
+torch.Size([])
+>>> sorted(evaluate_model(model, x, "gsm", n_samples=8))
+['elbo', 'log_likelihood']
 """
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,8 +60,6 @@ from ...counts import (
 )
 from ...distributions import poisson_log_prob
 from ...estimators import check_method, score_function_surrogate, surrogate_loss
-from ..common.runtime import seed_everything
-from ..common.training import fit
 
 FAMILIES = ("com-poisson", "negative-binomial")
 #: The estimators compared, in the paper's order of Figure 4.
@@ -202,7 +204,8 @@ class LatentCountModel(nn.Module):
         return MAX_MEAN * torch.sigmoid(self.encoder(torch.log1p(x)))
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p(z) + \log p(x \mid z)` summed over units; ``z``: ``(..., B, D)``, ``x``: ``(B, M)``."""
+        r""":math:`\log p(z) + \log p(x \mid z)` summed over units; ``z``: ``(..., B, D)``, ``x``:
+        ``(B, M)``."""
         prior = self.family.log_prob(z, self.prior_mean(), self.prior_dispersion).sum(-1)
         mean = self.likelihood_mean(z)
         lik = self.family.log_prob(x.expand(mean.shape), mean,
@@ -254,7 +257,8 @@ def negative_elbo(model: LatentCountModel, x: torch.Tensor, method: str,
 @torch.no_grad()
 def evaluate_model(model: LatentCountModel, x: torch.Tensor, method: str, n_samples: int = 128,
                    seed: int = 0, chunk: int = 32) -> dict:
-    r"""Test ELBO and importance-sampled log-likelihood per item, with exact draws from ``method``'s :math:`q`.
+    r"""Test ELBO and importance-sampled log-likelihood per item, with exact draws from ``method``'s
+    :math:`q`.
 
     :math:`\log w_s = \log p(x, z_s) - \log q(z_s \mid x)`, :math:`z_s \sim q`: ``elbo`` is the mean of
     :math:`\log w_s`, ``log_likelihood`` the mean over items of :math:`\log\frac1S\sum_s w_s` (never
@@ -276,271 +280,3 @@ def evaluate_model(model: LatentCountModel, x: torch.Tensor, method: str, n_samp
     log_w = torch.cat(log_w)
     log_likelihood = torch.logsumexp(log_w, 0) - math.log(n_samples)
     return {"elbo": float(log_w.mean()), "log_likelihood": float(log_likelihood.mean())}
-
-
-# ------------------------------------------------------------------------------------------- data
-@dataclass
-class CountData:
-    """A synthetic data set from a ground-truth :class:`LatentCountModel`."""
-
-    family: str
-    regime: str
-    dispersion: float
-    train: torch.Tensor
-    test: torch.Tensor
-    truth: LatentCountModel
-    seed: int
-
-
-def make_truth(family: str, dispersion: float, seed: int = 0, weight_scale: float = 1.0):
-    r"""A ground-truth model: every dispersion (prior and likelihood) equal to ``dispersion``, prior
-    means :math:`10\sigma(\mathcal N(0, 1))`, decoder weights :math:`\mathcal N(0, s^2/\text{fan-in})`
-    times ``weight_scale`` :math:`s` (and biases :math:`\mathcal N(0, 1)`) from a seeded generator."""
-    low, high = DISPERSION_BOUNDS[check_family(family)]
-    if not low < dispersion < high:
-        raise ValueError(f"dispersion={dispersion!r} must lie inside {DISPERSION_BOUNDS[family]}")
-    generator = torch.Generator().manual_seed(int(seed))
-    truth = LatentCountModel(family)
-    raw = _unbounded(float(dispersion), truth.bounds)
-    with torch.no_grad():
-        for p in (truth.prior_raw, truth.posterior_raw, truth.likelihood_raw):
-            p.fill_(raw)
-        truth.prior_logit.copy_(torch.randn(truth.n_latents, generator=generator))
-        for layer in truth.decoder:
-            if isinstance(layer, nn.Linear):
-                fan_in = layer.weight.shape[1]
-                layer.weight.copy_(weight_scale * torch.randn(layer.weight.shape, generator=generator)
-                                   * (2.0 / fan_in) ** 0.5 / MAX_MEAN ** 0.5)
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator))
-    return truth
-
-
-def simulate_count_data(family: str, regime: str, seed: int = 0, n_train: int = 2000,
-                        n_test: int = 500, weight_scale: float = 1.0) -> CountData:
-    """Draw ``n_train`` + ``n_test`` items from the ground truth of ``(family, regime)``
-    (:data:`TRUE_DISPERSIONS`), seeded by ``seed``."""
-    if regime not in TRUE_DISPERSIONS[check_family(family)]:
-        raise ValueError(f"regime={regime!r} is not one of {tuple(TRUE_DISPERSIONS[family])} for "
-                         f"family={family!r}")
-    if n_train < 1 or n_test < 1:
-        raise ValueError(f"n_train and n_test must be >= 1, got {n_train} and {n_test}")
-    dispersion = TRUE_DISPERSIONS[family][regime]
-    truth = make_truth(family, dispersion, seed, weight_scale)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(10_000 + int(seed))
-    x, _ = truth.sample(n_train + n_test)
-    torch.random.set_rng_state(state)
-    return CountData(family, regime, dispersion, x[:n_train], x[n_train:], truth, int(seed))
-
-
-# ----------------------------------------------------------------------------------------- training
-def generalization_runs(temperatures: Sequence[float], score_samples: Sequence[int],
-                        seeds: Sequence[int], pathwise_samples: int = 1) -> list[dict]:
-    """The grid of one data set: each relaxation at each temperature, the score function at each
-    sample count, for every seed. Rows are ``{"method", "temperature", "n_samples", "seed"}``."""
-    runs = []
-    for seed in seeds:
-        for method in ("eat-sigmoid", "eat-cubic", "gsm"):
-            for tau in temperatures:
-                runs.append({"method": method, "temperature": float(tau),
-                             "n_samples": int(pathwise_samples), "seed": int(seed)})
-        for s in score_samples:
-            runs.append({"method": "score", "temperature": None, "n_samples": int(s), "seed": int(seed)})
-    return runs
-
-
-def checkpoint_name(data: CountData, run: dict, epochs: int) -> str:
-    """``<family>-<regime>-data<seed>-<method>[-tau<τ>]-S<n>-seed<seed>-epochs<e>.pt``."""
-    tau = "" if run["temperature"] is None else f"-tau{run['temperature']:g}"
-    return (f"{data.family}-{data.regime}-data{data.seed}-{run['method']}{tau}-S{run['n_samples']}"
-            f"-seed{run['seed']}-epochs{epochs}.pt")
-
-
-def curve_gain(losses, fraction: float = 0.25, window: float = 0.05) -> float:
-    r"""Relative improvement of a loss curve over its last ``fraction`` of epochs:
-    :math:`(\bar L_{start} - \bar L_{end}) / |\bar L_{end}|`, each :math:`\bar L` the mean over
-    ``window`` of the epochs (at least one) ending at the start of the last quarter, resp. at the end.
-    Positive: still improving; "flat" in this book means below 0.005 (0.5%). ``nan`` if too short."""
-    losses = np.asarray(list(losses), dtype=float)
-    n = len(losses)
-    width = max(1, int(round(window * n)))
-    cut = n - int(round(fraction * n))
-    if cut < width or n - cut < 1:
-        return math.nan
-    before, end = losses[cut - width:cut].mean(), losses[-width:].mean()
-    return float((before - end) / abs(end))
-
-
-def train_model(data: CountData, method: str, temperature: Optional[float] = None, n_samples: int = 1,
-                *, seed: int = 0, epochs: int = 300, batch_size: int = 100, lr: float = 1e-3,
-                eval_every: int = 0, eval_samples: int = 16, device=None, checkpoint=None,
-                progress_bar: Optional[bool] = None):
-    """Fit a fresh :class:`LatentCountModel` to ``data.train`` with :func:`hitchhiker.book.fit`
-    (the paper's AdamW, lr 1e-3, batch 100). ``eval_every`` > 0 records the test ELBO (exact draws,
-    ``eval_samples`` per item) along the way. Returns ``(model, history)``."""
-    check_method(method, GENERALIZATION_METHODS)
-    seed_everything(seed)
-    model = LatentCountModel(data.family)
-
-    def loss_fn(net, batch, progress):
-        return negative_elbo(net, batch, method, temperature, n_samples)
-
-    def eval_fn(net):
-        return evaluate_model(net, data.test, method, eval_samples, seed=seed)["elbo"]
-
-    settings = {"model": "latent-count", "family": data.family, "regime": data.regime,
-                "method": method, "temperature": temperature, "n_samples": n_samples,
-                "data_seed": data.seed, "eval_every": eval_every,
-                "data_checksum": float(data.train[:64].double().sum())}
-    history = fit(model, loss_fn, data.train, epochs=epochs, batch_size=batch_size, lr=lr,
-                  optimizer="adamw", seed=seed, device=device, checkpoint=checkpoint, settings=settings,
-                  eval_fn=eval_fn if eval_every else None, eval_every=eval_every,
-                  progress_bar=progress_bar, desc=f"{data.family} {data.regime} {method}")
-    return model, history
-
-
-def run_generalization(data: CountData, runs, *, epochs: int = 300, eval_samples: int = 128,
-                       checkpoint_dir=None, **train_kwargs):
-    """Train and evaluate every run of :func:`generalization_runs` on ``data``.
-
-    Returns ``(rows, curves)``: one row per run with ``family, regime, dispersion, method,
-    temperature, n_samples, seed, data_seed, epochs, test_elbo, log_likelihood,
-    dispersion_error`` (mean :math:`|\\log\\hat d - \\log d|` of the 32 learned likelihood
-    dispersions), ``learned_dispersion`` (their geometric mean), ``posterior_dispersion`` (geometric
-    mean of the 8 posterior dispersions; NaN for the Poisson posteriors of EAT), ``curve_gain``
-    (:func:`curve_gain` of the training loss), ``seconds``; and the learning curves as rows ``family, regime, method,
-    temperature, n_samples, seed, epoch, train_loss`` (plus ``test_elbo`` where evaluated).
-    """
-    rows, curves = [], []
-    for run in runs:
-        start = time.perf_counter()
-        checkpoint = None
-        if checkpoint_dir is not None:
-            checkpoint = f"{checkpoint_dir}/{checkpoint_name(data, run, epochs)}"
-        model, history = train_model(data, run["method"], run["temperature"], run["n_samples"],
-                                     seed=run["seed"], epochs=epochs, checkpoint=checkpoint,
-                                     **train_kwargs)
-        seconds = time.perf_counter() - start
-        model = model.cpu().eval()
-        scores = evaluate_model(model, data.test, run["method"], eval_samples, seed=run["seed"])
-        learned = model.likelihood_dispersion.detach().double()
-        keys = {"family": data.family, "regime": data.regime, "dispersion": data.dispersion, **run}
-        rows.append({**keys, "data_seed": data.seed, "epochs": epochs,
-                     "test_elbo": scores["elbo"], "log_likelihood": scores["log_likelihood"],
-                     "dispersion_error": float((learned.log() - math.log(data.dispersion)).abs().mean()),
-                     "learned_dispersion": float(learned.log().mean().exp()),
-                     "posterior_dispersion": (float(model.posterior_dispersion.detach().double().log()
-                                                    .mean().exp())
-                                              if run["method"] in FAMILY_POSTERIOR_METHODS else math.nan),
-                     "final_train_loss": history["loss"][-1] if history["loss"] else math.nan,
-                     "curve_gain": curve_gain(history["loss"]),
-                     "n_categories": model.family.n_categories if run["method"] == "gsm" else None,
-                     "seconds": seconds})
-        evals = dict(history["eval"])
-        for epoch, loss in enumerate(history["loss"], start=1):
-            curves.append({**keys, "data_seed": data.seed, "epoch": epoch, "train_loss": loss,
-                           "test_elbo": evals.get(epoch, math.nan)})
-    return rows, curves
-
-
-def generalization_settings() -> dict:
-    """The chapter's grid at the active scale (one place, so that a pre-run and the notebook agree).
-
-    * default: both families at both dispersions, one data set (seed 0) and one training seed, every
-      estimator, the paper's five temperatures, 1000 training and 500 test items, batch 100, AdamW at
-      lr 2e-3 for 150 epochs;
-    * paper: the paper's 3 data sets x 5 seeds, 300 epochs at lr 1e-3 (otherwise as default);
-    * smoke: two temperatures, 200 items, 20 epochs at lr 1e-2.
-    """
-    from ..common.scale import by_scale
-
-    return {
-        "datasets": [(f, r) for f in FAMILIES for r in TRUE_DISPERSIONS[f]],
-        "data_seeds": by_scale(smoke=[0], default=[0], paper=[0, 1, 2]),
-        "seeds": by_scale(smoke=[0], default=[0], paper=[0, 1, 2, 3, 4]),
-        "temperatures": by_scale(smoke=[0.1, 0.5], default=[0.02, 0.05, 0.1, 0.2, 0.5]),
-        "score_samples": by_scale(smoke=[4], default=[4]),
-        "pathwise_samples": 1,
-        "n_train": by_scale(smoke=200, default=1000),
-        "n_test": by_scale(smoke=100, default=500),
-        "epochs": by_scale(smoke=20, default=150, paper=300),
-        "lr": by_scale(smoke=1e-2, default=2e-3, paper=1e-3),
-        "eval_every": by_scale(smoke=5, default=15, paper=30),
-        "eval_samples": by_scale(smoke=16, default=64, paper=128),
-    }
-
-
-def run_generalization_experiment(settings: Optional[dict] = None, checkpoint_dir=None, device=None):
-    """Every data set and run of ``settings`` (default :func:`generalization_settings`).
-
-    Returns ``(results, curves, seconds)``: DataFrames of :func:`run_generalization`'s rows and curves
-    over all data sets, and the wall time.
-    """
-    import pandas as pd
-
-    settings = generalization_settings() if settings is None else settings
-    start = time.perf_counter()
-    rows, curves = [], []
-    for family, regime in settings["datasets"]:
-        for data_seed in settings["data_seeds"]:
-            data = simulate_count_data(family, regime, seed=data_seed, n_train=settings["n_train"],
-                                       n_test=settings["n_test"])
-            runs = generalization_runs(settings["temperatures"], settings["score_samples"],
-                                       settings["seeds"], settings["pathwise_samples"])
-            more_rows, more_curves = run_generalization(
-                data, runs, epochs=settings["epochs"], lr=settings["lr"],
-                eval_every=settings["eval_every"], eval_samples=settings["eval_samples"],
-                checkpoint_dir=checkpoint_dir, device=device)
-            rows += more_rows
-            curves += more_curves
-    return pd.DataFrame(rows), pd.DataFrame(curves), time.perf_counter() - start
-
-
-# ---------------------------------------------------------------------------------- Table 1 column
-#: Cut-offs on the generalizability evidence (the worst relative ELBO gap to the best method):
-#: ``good`` within 1% of the best in every family and dispersion, ``fair`` within 3%, else ``poor``.
-GENERALIZATION_THRESHOLDS = (0.01, 0.03)
-
-
-def generalization_gaps(frame) -> "pd.DataFrame":
-    r"""Each method's ELBO gap to the best method, per family and dispersion.
-
-    For each (family, regime) and method, the seed-averaged test ELBO of the method's best setting
-    (over temperatures, resp. sample counts): :math:`E_m`. With :math:`E^* = \max_m E_m`, the gap is
-    :math:`E^* - E_m` (nats per item) and the relative gap :math:`(E^* - E_m)/|E^*|`. Columns
-    ``family, regime, dispersion, method, best_temperature, best_n_samples, test_elbo, gap,
-    relative_gap``.
-    """
-    import pandas as pd
-
-    needed = {"family", "regime", "dispersion", "method", "temperature", "n_samples", "seed", "test_elbo"}
-    missing = needed - set(frame.columns)
-    if missing:
-        raise ValueError(f"frame lacks the columns {sorted(missing)}")
-    cells = (frame.groupby(["family", "regime", "dispersion", "method", "temperature", "n_samples"],
-                           dropna=False)["test_elbo"].mean().reset_index())
-    best = cells.loc[cells.groupby(["family", "regime", "method"])["test_elbo"].idxmax()]
-    best = best.rename(columns={"temperature": "best_temperature", "n_samples": "best_n_samples"})
-    top = best.groupby(["family", "regime"])["test_elbo"].transform("max")
-    best = best.assign(gap=top - best["test_elbo"], relative_gap=(top - best["test_elbo"]) / top.abs())
-    return best.reset_index(drop=True)
-
-
-def generalization_evidence(frame, thresholds=GENERALIZATION_THRESHOLDS) -> "pd.DataFrame":
-    """Table 1's generalizability column from the results: per method, the worst relative ELBO gap to
-    the best method over every family and dispersion (:func:`generalization_gaps`), where it was
-    worst, and the rating (``good`` at most ``thresholds[0]``, ``fair`` at most ``thresholds[1]``,
-    ``poor`` above). Indexed by method, columns ``evidence, worst_case, rating``."""
-    import pandas as pd
-
-    good, fair = thresholds
-    if not 0 <= good <= fair:
-        raise ValueError(f"thresholds={thresholds!r} must be (good, fair) with 0 <= good <= fair")
-    gaps = generalization_gaps(frame)
-    worst = gaps.loc[gaps.groupby("method")["relative_gap"].idxmax()].set_index("method")
-    rating = ["good" if v <= good else "fair" if v <= fair else "poor" for v in worst["relative_gap"]]
-    out = pd.DataFrame({"evidence": worst["relative_gap"],
-                        "worst_case": worst["family"] + " " + worst["regime"], "rating": rating},
-                       index=worst.index)
-    order = [m for m in GENERALIZATION_METHODS if m in out.index]
-    return out.loc[order]

@@ -1,21 +1,62 @@
-"""Gradient quality on linear-decoder objectives with exact gradients (chapter 05)."""
-from .objectives import (  # noqa: F401
-    expected_reconstruction_loss,
+"""Gradient quality on linear-decoder objectives with exact gradients (chapter 05): the objectives and
+their closed-form gradient and Hessian (:mod:`.objectives`), the positive semi-definite curvature
+weighting and the cross term (:mod:`.curvature`), the low-rate remedy (:mod:`.remedy`), the sweep over
+estimators, rates and temperatures (:mod:`.sweep`) and the stored grid (:mod:`.grid`)."""
+from . import grid
+from .curvature import (
+    absolute_hessian,
+    first_order_cross_term,
+    gauss_newton_hessian,
+    negative_eigenvalue_fraction,
+)
+from .objectives import (
     linear_decoder_grad_hessian,
     linear_decoder_loss,
     overcomplete_dct_dictionary,
     reconstruction_loss,
     sample_linear_poisson_patches,
 )
-from .sweep import (  # noqa: F401
+from .remedy import rate_adaptive_temperature, window_arrivals
+from .sweep import (
+    ADAPTIVE_ARRIVALS,
+    ADAPTIVE_METHODS,
     FIXED_CAP_METHODS,
     GRADIENT_METHODS,
+    MAIN_DECODER,
     RANDOM_ATOMS,
-    SETUPS,
+    WEIGHTING,
+    exact_quality_cases,
     expected_eat_gradient,
     expected_eat_quality,
     gradient_quality_sweep,
     main_setup_decoder,
-    per_sample_gradients,
     random_unit_atoms,
 )
+
+__all__ = [
+    "ADAPTIVE_ARRIVALS",
+    "ADAPTIVE_METHODS",
+    "FIXED_CAP_METHODS",
+    "GRADIENT_METHODS",
+    "MAIN_DECODER",
+    "RANDOM_ATOMS",
+    "WEIGHTING",
+    "absolute_hessian",
+    "exact_quality_cases",
+    "expected_eat_gradient",
+    "expected_eat_quality",
+    "first_order_cross_term",
+    "gauss_newton_hessian",
+    "gradient_quality_sweep",
+    "grid",
+    "linear_decoder_grad_hessian",
+    "linear_decoder_loss",
+    "main_setup_decoder",
+    "negative_eigenvalue_fraction",
+    "overcomplete_dct_dictionary",
+    "random_unit_atoms",
+    "rate_adaptive_temperature",
+    "reconstruction_loss",
+    "sample_linear_poisson_patches",
+    "window_arrivals",
+]

@@ -69,7 +69,8 @@ def reconstruction_loss(z: torch.Tensor, x: torch.Tensor, phi: torch.Tensor) -> 
 
 def expected_reconstruction_loss(mean: torch.Tensor, variance: torch.Tensor, x: torch.Tensor,
                                  phi: torch.Tensor) -> torch.Tensor:
-    r""":math:`\mathbb E\lVert x - \Phi z\rVert^2 = \lVert x - \Phi m\rVert^2 + \sum_k v_k\lVert\phi_k\rVert^2`
+    r""":math:`\mathbb E\lVert x - \Phi z\rVert^2
+    = \lVert x - \Phi m\rVert^2 + \sum_k v_k\lVert\phi_k\rVert^2`
     for independent latents with means ``mean`` and variances ``variance`` (shape ``(..., K)``).
 
     With Poisson moments (:math:`m = v = \lambda`) this is :func:`linear_decoder_loss`; with the Campbell
@@ -79,7 +80,8 @@ def expected_reconstruction_loss(mean: torch.Tensor, variance: torch.Tensor, x: 
 
 
 def linear_decoder_loss(log_rate: torch.Tensor, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-    r"""Exact objective :math:`L(\theta) = \lVert x - \Phi\lambda\rVert^2 + \sum_k\lambda_k\lVert\phi_k\rVert^2`,
+    r"""Exact objective
+    :math:`L(\theta) = \lVert x - \Phi\lambda\rVert^2 + \sum_k\lambda_k\lVert\phi_k\rVert^2`,
     :math:`\lambda = e^\theta`; one value per data item (shape ``log_rate.shape[:-1]``).
 
     >>> phi = torch.eye(2, dtype=torch.float64)

@@ -23,19 +23,31 @@ with the Campbell mean :math:`m` and variance :math:`v` of :math:`\tilde z`
 Two setups (the ``setup`` column of the results):
 
 * ``"natural-patches"`` -- the paper's: external data (whitened natural-image patches) and an
-  external decoder (the trained P-VAE decoder, or unit-norm random atoms until it exists:
-  :func:`main_setup_decoder`), every latent at the same rate :math:`\lambda`;
+  external decoder, every latent at the same rate :math:`\lambda`. The main decoder is the trained,
+  localised exact-gradient P-VAE decoder (:func:`main_setup_decoder`, named :data:`MAIN_DECODER` in
+  the ``decoder`` column); unit-norm random atoms (:func:`random_unit_atoms`) are a sensitivity case;
 * ``"model-generated"`` -- data drawn from the linear Poisson model itself at the rate being
-  evaluated (:func:`~hitchhiker.book.objectives.sample_linear_poisson_patches`).
+  evaluated (:func:`~hitchhiker.book.gradients.objectives.sample_linear_poisson_patches`).
 
 The official code draws its EAT samples with a fixed number of arrivals; the methods
 :data:`FIXED_CAP_METHODS` (``"fixed-cap-eat-sigmoid"``, ``"fixed-cap-eat-cubic"``) use that teaching
 sampler (:func:`~hitchhiker.book.fidelity.fixed_cap_eat`) so its effect on the gradients can be seen.
+The method :data:`ADAPTIVE_METHODS` (``"adaptive-eat-cubic"``) is EAT-cubic with the rate-adaptive
+temperature of :mod:`~hitchhiker.book.gradients.remedy` (the row's ``temperature`` is the nominal one).
+
+**Curvature weighting.** :math:`H` is indefinite on this objective (a sizeable fraction of negative
+eigenvalues in every item, column ``negative_eigenvalue_fraction``), so the energies are weighted by
+the positive semi-definite :math:`|H|` (:func:`~hitchhiker.book.gradients.curvature.absolute_hessian`;
+column ``weighting`` = ``"abs-hessian"``): BiasEnergy :math:`= b^\top|H|b / g^{*\top}|H|g^*` and
+NoiseEnergy :math:`= \mathrm{tr}(|H|\Sigma) / g^{*\top}|H|g^*` are never negative.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Iterable
+import os
+from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 
@@ -47,14 +59,17 @@ from ...estimators import (
     surrogate_loss,
 )
 from ...metrics import gradient_quality
-from ..fidelity.sweep import fixed_cap_eat
-from ..gradients.objectives import (
+from ..common.runtime import results_dir
+from ..fidelity.official import fixed_cap_eat, fixed_cap_n_arrivals
+from .curvature import absolute_hessian, first_order_cross_term, negative_eigenvalue_fraction
+from .objectives import (
     _check_shapes,
     expected_reconstruction_loss,
     linear_decoder_grad_hessian,
     reconstruction_loss,
     sample_linear_poisson_patches,
 )
+from .remedy import rate_adaptive_temperature
 
 #: The estimators compared in the gradient-quality chapter, in the paper's order (+ straight-through).
 GRADIENT_METHODS = ("eat-sigmoid", "eat-cubic", "gsm", "st-cubic", "score")
@@ -62,12 +77,23 @@ GRADIENT_METHODS = ("eat-sigmoid", "eat-cubic", "gsm", "st-cubic", "score")
 FIXED_CAP_METHODS = ("fixed-cap-eat-sigmoid", "fixed-cap-eat-cubic")
 #: The two data setups of the gradient study (the ``setup`` column).
 SETUPS = ("natural-patches", "model-generated")
-#: Name of the fallback decoder of the natural-patch setup.
+#: EAT-cubic with the rate-adaptive temperature (:mod:`.remedy`): the low-rate remedy.
+ADAPTIVE_METHODS = ("adaptive-eat-cubic",)
+#: Expected arrivals the adaptive temperature keeps in the cubic's window (:math:`A` of :mod:`.remedy`).
+ADAPTIVE_ARRIVALS = 1.0
+#: Name of the random-atom decoder of the natural-patch setup (a sensitivity case).
 RANDOM_ATOMS = "random-unit-atoms"
+#: Label of the main setup's decoder in :func:`main_setup_decoder`'s file.
+MAIN_DECODER_LABEL = "exact-long-seed0"
+#: Name of the main setup's decoder (the ``decoder`` column).
+MAIN_DECODER = f"pvae-{MAIN_DECODER_LABEL}"
+#: The curvature weighting of the energies (the ``weighting`` column).
+WEIGHTING = "abs-hessian"
 
-__all__ = ["GRADIENT_METHODS", "FIXED_CAP_METHODS", "SETUPS", "RANDOM_ATOMS", "per_sample_gradients",
+__all__ = ["GRADIENT_METHODS", "FIXED_CAP_METHODS", "ADAPTIVE_METHODS", "ADAPTIVE_ARRIVALS", "SETUPS",
+           "RANDOM_ATOMS", "MAIN_DECODER", "MAIN_DECODER_LABEL", "WEIGHTING", "per_sample_gradients",
            "expected_eat_gradient", "expected_eat_quality", "gradient_quality_sweep", "random_unit_atoms",
-           "main_setup_decoder"]
+           "main_setup_decoder", "decoder_path", "exact_quality_cases"]
 
 #: Largest number of arrival times one fixed-cap draw may hold (bounds its peak memory).
 _MAX_FIXED_CAP_ELEMENTS = 1 << 24
@@ -76,6 +102,9 @@ _MAX_FIXED_CAP_ELEMENTS = 1 << 24
 def _check_temperature(method: str, temperature) -> None:
     if method == "score":
         return
+    if method in ADAPTIVE_METHODS and isinstance(temperature, (int, float)) and temperature > 1:
+        raise ValueError(f"temperature must be <= 1 for {method!r} (the cubic's mean is exact only "
+                         f"for tau <= 1), got {temperature!r}")
     if temperature is None:
         raise ValueError(f"temperature is required for the pathwise method {method!r}")
     if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
@@ -86,7 +115,7 @@ def _check_temperature(method: str, temperature) -> None:
 def per_sample_gradients(method: str, log_rate: torch.Tensor, x: torch.Tensor, phi: torch.Tensor,
                          temperature: float | None = None, n_samples: int = 100,
                          **kwargs) -> torch.Tensor:
-    r"""``n_samples`` gradient estimates of :math:`\nabla_\theta L` by ``method``, shape ``(N,) + log_rate.shape``.
+    r"""``n_samples`` gradient estimates of :math:`\nabla_\theta L` by ``method``: ``(N,) + log_rate.shape``.
 
     Args:
         method: a registry name: a pathwise method (:data:`~hitchhiker.PATHWISE_METHODS`) or ``"score"``.
@@ -99,9 +128,11 @@ def per_sample_gradients(method: str, log_rate: torch.Tensor, x: torch.Tensor, p
 
     Runs on ``log_rate``'s device and dtype; one backward pass for all samples.
     ``method`` may also be one of :data:`FIXED_CAP_METHODS` (teaching only: the official fixed-cap
-    sampler, with the cap sized for the largest rate of ``log_rate``, as the official code does).
+    sampler, with the cap sized for the largest rate of ``log_rate``, as the official code does) or
+    :data:`ADAPTIVE_METHODS` (EAT-cubic at the per-element temperature
+    :func:`~hitchhiker.book.gradients.remedy.rate_adaptive_temperature` of ``temperature``).
     """
-    check_method(method, PATHWISE_METHODS + ("score",) + FIXED_CAP_METHODS)
+    check_method(method, PATHWISE_METHODS + ("score",) + FIXED_CAP_METHODS + ADAPTIVE_METHODS)
     _check_shapes(log_rate, x, phi)
     _check_temperature(method, temperature)
     minimum = 2 if method == "score" else 1
@@ -109,6 +140,9 @@ def per_sample_gradients(method: str, log_rate: torch.Tensor, x: torch.Tensor, p
         raise ValueError(f"n_samples must be an integer >= {minimum} for {method!r}, got {n_samples!r}")
     if method in FIXED_CAP_METHODS:
         return _fixed_cap_gradients(method, log_rate, x, phi, temperature, n_samples)
+    if method in ADAPTIVE_METHODS:
+        method, temperature = "eat-cubic", rate_adaptive_temperature(log_rate.detach().exp(), temperature,
+                                                                      ADAPTIVE_ARRIVALS)
     theta = log_rate.detach().unsqueeze(0).expand((n_samples,) + log_rate.shape).clone()
     theta.requires_grad_(True)
     # n_samples=None: dimension 0 of the expanded leaf is the sample dimension, one draw per slice,
@@ -124,8 +158,6 @@ def _fixed_cap_gradients(method, log_rate, x, phi, temperature, n_samples):
     drawn in slices of samples so that the arrival times never exceed a few million numbers."""
     indicator = method.split("-")[-1]
     rate_max = float(log_rate.detach().max().exp())
-    from ..fidelity.sweep import fixed_cap_n_arrivals
-
     per_sample = log_rate.numel() * fixed_cap_n_arrivals(rate_max)
     step = max(1, _MAX_FIXED_CAP_ELEMENTS // per_sample)
     parts = []
@@ -154,26 +186,39 @@ def random_unit_atoms(n_pixels: int = 256, n_latents: int = 512, seed: int = 0,
     return (phi / phi.norm(dim=0, keepdim=True)).to(dtype=dtype, device=device)
 
 
-def main_setup_decoder(path=None, label: str = "exact-long-seed0", n_pixels: int = 256,
+def decoder_path(path=None) -> Path:
+    r"""Where :func:`main_setup_decoder` reads the trained decoders (``pvae_decoders.pt``).
+
+    ``path`` when given; else ``$HITCHHIKER_RESULTS/pvae_decoders.pt`` when that variable is set; else the
+    repository's ``book/results/pvae_decoders.pt``, found from this package's location (never from the
+    working directory). The file need not exist (:func:`main_setup_decoder` says so).
+    """
+    if path is not None:
+        return Path(path)
+    if os.environ.get("HITCHHIKER_RESULTS"):
+        return results_dir() / "pvae_decoders.pt"
+    return Path(__file__).resolve().parents[3] / "book" / "results" / "pvae_decoders.pt"
+
+
+def main_setup_decoder(path=None, label: str = MAIN_DECODER_LABEL, n_pixels: int = 256,
                        n_latents: int = 512, seed: int = 0, dtype=torch.float64, device=None,
                        use_trained: bool = True):
     r"""The decoder of the natural-patch setup and its name: ``(phi, name)``, ``phi`` ``(M, K)``.
 
     The trained exact-gradient P-VAE decoder (by default the chapter's longest-trained exact model,
-    whose dictionary is localised) when ``path`` (default
-    ``<results>/pvae_decoders.pt``, a dict label -> ``(n_latents, n_pixels)`` tensor) exists:
-    ``phi`` is the transpose of ``dict[label]`` and the name is ``"pvae-<label>"``. Otherwise
-    :func:`random_unit_atoms` and the name :data:`RANDOM_ATOMS`. A file that exists but lacks
-    ``label`` or holds a tensor of the wrong shape raises ``ValueError`` (never a silent fallback).
-    ``use_trained=False`` asks for the random atoms whatever the file.
+    whose dictionary is localised), read from :func:`decoder_path` (a dict label ->
+    ``(n_latents, n_pixels)`` tensor, loaded with ``weights_only=True``): ``phi`` is the transpose of
+    ``dict[label]`` and the name is ``"pvae-<label>"`` (:data:`MAIN_DECODER` by default). A missing
+    file raises ``FileNotFoundError`` naming the path (never a silent switch to other atoms); a file
+    that lacks ``label`` or holds a tensor of the wrong shape raises ``ValueError``.
+    ``use_trained=False`` asks for :func:`random_unit_atoms` and the name :data:`RANDOM_ATOMS` instead.
     """
-    from pathlib import Path
-
-    from ..common.runtime import results_dir
-
-    path = Path(path) if path is not None else results_dir() / "pvae_decoders.pt"
-    if not use_trained or not path.is_file():
+    if not use_trained:
         return random_unit_atoms(n_pixels, n_latents, seed, dtype, device), RANDOM_ATOMS
+    path = decoder_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"the trained decoders file {path} does not exist: run the P-VAE chapter "
+                                "(06) at default scale, pass path=..., or use_trained=False for random atoms")
     decoders = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(decoders, dict) or label not in decoders:
         found = sorted(decoders) if isinstance(decoders, dict) else type(decoders).__name__
@@ -187,6 +232,13 @@ def main_setup_decoder(path=None, label: str = "exact-long-seed0", n_pixels: int
     return weight.T.contiguous().to(dtype=dtype, device=device), f"pvae-{label}"
 
 
+def _distribution_temperature(method: str, log_rate: torch.Tensor, temperature):
+    """The library method and its temperature (a tensor for the adaptive method)."""
+    if method in ADAPTIVE_METHODS:
+        return "eat-cubic", rate_adaptive_temperature(log_rate.detach().exp(), temperature, ADAPTIVE_ARRIVALS)
+    return method, temperature
+
+
 def expected_eat_gradient(method: str, log_rate: torch.Tensor, x: torch.Tensor, phi: torch.Tensor,
                           temperature: float) -> torch.Tensor:
     r"""Exact expectation of an EAT method's pathwise gradient (same shape as ``log_rate``).
@@ -197,77 +249,134 @@ def expected_eat_gradient(method: str, log_rate: torch.Tensor, x: torch.Tensor, 
     with the relaxed count's Campbell moments :math:`m, v` (``RelaxedPoisson.mean``/``variance``).
     For EAT-cubic with :math:`\tau \le 1`, :math:`m = \lambda` and :math:`v = \lambda(1 - 9\tau/35)`, so
     the bias is :math:`-\tfrac{9\tau}{35}\,\lambda\odot d`. Only the non-straight-through EAT methods
-    (:data:`~hitchhiker.EAT_METHODS`) have this closed form.
+    (:data:`~hitchhiker.EAT_METHODS`) and :data:`ADAPTIVE_METHODS` (per-element :math:`\tau_k`, held
+    fixed: no gradient through the temperature) have this closed form.
     """
-    check_method(method, EAT_METHODS)
+    check_method(method, EAT_METHODS + ADAPTIVE_METHODS)
     _check_shapes(log_rate, x, phi)
     _check_temperature(method, temperature)
     with torch.enable_grad():
         theta = log_rate.detach().clone().requires_grad_(True)
-        dist = pathwise_distribution(method, theta.exp(), temperature)
+        base, tau = _distribution_temperature(method, log_rate, temperature)
+        dist = pathwise_distribution(base, theta.exp(), tau)
         loss = expected_reconstruction_loss(dist.mean, dist.variance, x, phi)
         (grad,) = torch.autograd.grad(loss.sum(), theta)
     return grad
 
 
+def _quad(u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("bi,bij,bj->b", u, weight, u)
+
+
 def expected_eat_quality(method: str, log_rate: torch.Tensor, x: torch.Tensor, phi: torch.Tensor,
                          temperature: float, g_star: torch.Tensor | None = None,
-                         hessian: torch.Tensor | None = None) -> dict:
+                         weight: torch.Tensor | None = None) -> dict:
     r"""Gradient quality of an EAT method's *expected* gradient: no Monte Carlo error at all.
 
     With :math:`\bar g = \mathbb E g` from :func:`expected_eat_gradient` and :math:`b = \bar g - g^*`,
     returns the means over data items of ``cos_mean`` :math:`= \cos(\bar g, g^*)` (CosMean as
-    :math:`N \to \infty`), ``bias_energy`` :math:`= b^\top H b / g^{*\top} H g^*` and ``rel_bias``
-    :math:`= \lVert b\rVert / \lVert g^*\rVert`. ``g_star`` and ``hessian`` (from
-    :func:`~hitchhiker.book.objectives.linear_decoder_grad_hessian`) are computed when not given.
-    Inputs ``(B, K)``, ``(B, M)``, ``(M, K)``; computed in their dtype (use float64).
+    :math:`N \to \infty`), ``bias_energy`` :math:`= b^\top W b / g^{*\top} W g^*` (a squared ratio),
+    ``bias_ratio`` :math:`= \lVert b\rVert / \lVert g^*\rVert` (unsquared) and ``cross_term``
+    :math:`= g^{*\top} b / \lVert g^*\rVert^2` (the first-order effect of the bias on a step,
+    :func:`~hitchhiker.book.gradients.curvature.first_order_cross_term`). The weighting :math:`W` is
+    ``weight`` (default :math:`|H|`, :func:`~hitchhiker.book.gradients.curvature.absolute_hessian`).
+    ``g_star`` is computed when not given. Inputs ``(B, K)``, ``(B, M)``, ``(M, K)``; use float64.
     """
-    if g_star is None or hessian is None:
+    if g_star is None or weight is None:
         g_star, hessian = linear_decoder_grad_hessian(log_rate, x, phi)
+        weight = absolute_hessian(hessian) if weight is None else weight
     expected = expected_eat_gradient(method, log_rate, x, phi, temperature)
     bias = expected - g_star
-    signal = torch.einsum("bi,bij,bj->b", g_star, hessian, g_star)
-    energy = torch.einsum("bi,bij,bj->b", bias, hessian, bias) / signal
+    energy = _quad(bias, weight) / _quad(g_star, weight)
     return {"cos_mean": float(torch.nn.functional.cosine_similarity(expected, g_star, dim=-1).mean()),
             "bias_energy": float(energy.mean()),
-            "rel_bias": float((bias.norm(dim=-1) / g_star.norm(dim=-1)).mean())}
+            "bias_ratio": float((bias.norm(dim=-1) / g_star.norm(dim=-1)).mean()),
+            "cross_term": float(first_order_cross_term(bias, g_star).mean())}
+
+
+def exact_quality_cases(cases, rate: float, temperatures, methods=("eat-sigmoid", "eat-cubic")) -> list:
+    r"""Exact (Monte-Carlo-free) EAT gradient quality for several data/decoder cases at one rate.
+
+    ``cases`` is a sequence of ``(name, x, phi)`` (``x`` ``(B, M)``, ``phi`` ``(M, K)``); the names must
+    be distinct (``ValueError`` otherwise: two cases under one name would silently merge in a table).
+    Returns one row dict per (case, method, temperature) with :func:`expected_eat_quality`'s values
+    (weighted by :math:`|H|`) and ``negative_eigenvalue_fraction`` of :math:`H`, computed in float64.
+    """
+    cases = list(cases)
+    names = [case[0] for case in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"case names must be distinct; repeated: {duplicates}")
+    rows = []
+    for name, x, phi in cases:
+        x, phi = x.detach().double(), phi.detach().double()
+        theta = torch.full((x.shape[0], phi.shape[1]), math.log(rate), dtype=torch.float64, device=phi.device)
+        g_star, hessian = linear_decoder_grad_hessian(theta, x, phi)
+        weight = absolute_hessian(hessian)
+        negative = float(negative_eigenvalue_fraction(hessian).mean())
+        for tau in temperatures:
+            for method in methods:
+                quality = expected_eat_quality(method, theta, x, phi, tau, g_star, weight)
+                rows.append({"case": name, "method": method, "temperature": float(tau), **quality,
+                             "negative_eigenvalue_fraction": negative})
+    return rows
+
+
+def _cell_seed(seed: int, *values: float) -> int:
+    """A seed for one grid cell that depends only on ``seed`` and the cell (so a resumed grid draws
+    what an uninterrupted one would)."""
+    text = ",".join([str(int(seed))] + [repr(float(v)) for v in values])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "big")
 
 
 def gradient_quality_sweep(phi: torch.Tensor, rates: Iterable[float], temperatures: Iterable[float],
                            methods: Iterable[str] = GRADIENT_METHODS, n_samples: int = 100,
                            n_items: int = 32, seed: int = 0, progress: bool = False,
-                           data: torch.Tensor | None = None, decoder: str = "custom") -> list:
+                           data: torch.Tensor | None = None, decoder: str = "custom",
+                           on_cell: Callable[[list], None] | None = None) -> list:
     r"""Gradient quality of every method over a grid of rates and temperatures (paper Figure 3).
 
     The data items depend on ``data``:
 
     * ``None`` (setup ``"model-generated"``): for each rate :math:`\lambda`, ``n_items`` items drawn
       from the linear Poisson model at that rate
-      (:func:`~hitchhiker.book.objectives.sample_linear_poisson_patches`);
+      (:func:`~hitchhiker.book.gradients.objectives.sample_linear_poisson_patches`);
     * a tensor ``(n, M)`` (setup ``"natural-patches"``): its first ``n_items`` rows, the same items at
       every rate (the paper's sweep: external data, every latent at the same rate).
 
     The log-rates are :math:`\log\lambda` for every latent, :math:`g^*` and :math:`H` come from the
     closed form, and each method's ``n_samples`` per-sample gradients are scored by
-    :func:`~hitchhiker.metrics.gradient_quality` (per item, then mean and sd over items). The score
-    function does not depend on :math:`\tau`; it is still drawn afresh at every temperature, so its
-    rows are independent replicates. ``methods`` may include :data:`FIXED_CAP_METHODS`.
+    :func:`~hitchhiker.metrics.gradient_quality` (per item, then mean and sd over items) with the
+    weighting :math:`|H|` (column ``weighting``; see the module docstring), so no energy is negative.
+    The score function does not depend on :math:`\tau`; it is still drawn afresh at every
+    temperature, so its rows are independent replicates. ``methods`` may include
+    :data:`FIXED_CAP_METHODS` and :data:`ADAPTIVE_METHODS`. Every (rate, temperature) cell is seeded
+    from ``seed`` and the cell alone, so a grid computed cell by cell gives the same numbers.
 
-    For the EAT methods (not straight-through, not fixed-cap) the row also holds the *exact* expected
-    gradient's quality, without Monte Carlo error: ``bias_energy_exact``, ``rel_bias_exact`` and
-    ``cos_mean_exact`` :math:`= \cos(\mathbb E g, g^*)` (NaN for the other methods).
-    ``indefinite_fraction`` is the fraction of items whose signal energy :math:`g^{*\top}Hg^*` is
-    not positive (this happens at rates :math:`\lambda \lesssim 1`, where :math:`H` is strongly
-    indefinite); the energy ratios of those items are not meaningful.
+    Besides the metrics of :func:`~hitchhiker.metrics.gradient_quality` (in snake case: ``cos_mean``,
+    ``cos_sample``, ``bias_energy``, ``noise_energy``, ``bias_ratio``, ``rel_variance``,
+    ``bias_energy_floor``, ``bias_chi2``, each with ``_sd``) a row holds
 
-    Returns a list of row dicts with ``setup, decoder, method, rate, temperature, n_samples, n_items``
-    and the metrics in snake case (``cos_mean``, ``cos_sample``, ``bias_energy``, ``noise_energy``,
-    ``rel_bias``, ``rel_variance``, ``bias_energy_floor``, ``bias_chi2``), each with a ``_sd``
-    column. ``decoder`` is a name for ``phi`` stored in every row. Samples and per-sample gradients
-    use ``phi``'s device and dtype (float32 is several times faster than float64 for the sigmoid's
-    long window); data, :math:`g^*`, :math:`H` and the metrics are always float64. Seeded by ``seed``.
+    * ``cross_term`` (and ``_sd``): :math:`g^{*\top}b/\lVert g^*\rVert^2` of the measured bias, the
+      first-order effect of the bias on a step (includes Monte Carlo error);
+    * for the EAT methods (not straight-through, not fixed-cap) the *exact* expected gradient's
+      ``bias_energy_exact``, ``bias_ratio_exact``, ``cos_mean_exact`` and ``cross_term_exact``
+      (NaN for the other methods);
+    * ``effective_temperature``: the mean temperature the samples used (the adaptive method's
+      :math:`\tau_k`; the nominal :math:`\tau` otherwise; NaN for the score function);
+    * ``negative_eigenvalue_fraction``: the mean over items of the fraction of :math:`H`'s eigenvalues
+      that are negative, and ``nonpositive_signal_fraction``: the fraction of items with
+      :math:`g^{*\top}Hg^* \le 0` (where the unweighted-by-:math:`|H|` ratios would be meaningless).
+
+    Returns a list of row dicts starting ``setup, decoder, method, rate, temperature, n_samples,
+    n_items, weighting``. ``decoder`` is a name for ``phi`` stored in every row. ``on_cell``, if given,
+    is called with the rows of each (rate, temperature) cell as soon as it is done (a checkpoint hook).
+    Samples and per-sample gradients use ``phi``'s device and dtype (float32 is several times faster
+    than float64 for the sigmoid's long window); data, :math:`g^*`, :math:`H` and the metrics are always
+    float64.
     """
-    methods = [check_method(m, PATHWISE_METHODS + ("score",) + FIXED_CAP_METHODS) for m in methods]
+    methods = [check_method(m, PATHWISE_METHODS + ("score",) + FIXED_CAP_METHODS + ADAPTIVE_METHODS)
+               for m in methods]
     rates, temperatures = [float(r) for r in rates], [float(t) for t in temperatures]
     if not rates or not temperatures or not methods:
         raise ValueError("rates, temperatures and methods must each be non-empty")
@@ -276,6 +385,8 @@ def gradient_quality_sweep(phi: torch.Tensor, rates: Iterable[float], temperatur
             raise ValueError(f"rates must be finite and > 0, got {rate!r}")
     for tau in temperatures:
         _check_temperature("eat-cubic", tau)
+        if ADAPTIVE_METHODS[0] in methods and tau > 1:
+            raise ValueError(f"{ADAPTIVE_METHODS[0]!r} needs temperatures <= 1, got {tau!r}")
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
         raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
     exact_phi = phi.detach().double()
@@ -287,8 +398,6 @@ def gradient_quality_sweep(phi: torch.Tensor, rates: Iterable[float], temperatur
         if data.shape[0] < n_items:
             raise ValueError(f"data holds {data.shape[0]} items, fewer than n_items = {n_items}")
         fixed_x = data[:n_items].detach().to(dtype=torch.float64, device=phi.device)
-    generator = torch.Generator(device=phi.device).manual_seed(seed)
-    torch.manual_seed(seed)
     rows = []
     grid = [(rate, tau) for rate in rates for tau in temperatures]
     if progress:
@@ -297,33 +406,53 @@ def gradient_quality_sweep(phi: torch.Tensor, rates: Iterable[float], temperatur
     cache = {}
     for rate, tau in grid:
         if rate not in cache:
+            cache.clear()   # one rate at a time: |H| is (n_items, K, K)
             if data is None:
+                generator = torch.Generator(device=phi.device).manual_seed(_cell_seed(seed, rate))
                 x, _ = sample_linear_poisson_patches(exact_phi, rate, n_items, generator=generator)
             else:
                 x = fixed_x
             log_rate = torch.full((n_items, phi.shape[1]), math.log(rate), dtype=torch.float64,
                                   device=phi.device)
-            cache[rate] = (x, log_rate) + linear_decoder_grad_hessian(log_rate, x, exact_phi)
-        x, log_rate, g_star, hessian = cache[rate]
-        signal = torch.einsum("bi,bij,bj->b", g_star, hessian, g_star)
+            g_star, hessian = linear_decoder_grad_hessian(log_rate, x, exact_phi)
+            signal = _quad(g_star, hessian)
+            cache[rate] = (x, log_rate, g_star, absolute_hessian(hessian),
+                           float((signal <= 0).double().mean()),
+                           float(negative_eigenvalue_fraction(hessian).mean()))
+        x, log_rate, g_star, weight, nonpositive, negative = cache[rate]
+        torch.manual_seed(_cell_seed(seed, rate, tau))
+        cell_rows = []
         for method in methods:
             grads = per_sample_gradients(method, log_rate.to(phi.dtype), x.to(phi.dtype), phi, tau,
-                                         n_samples)
-            quality = gradient_quality(grads.double(), g_star, hessian)
+                                         n_samples).double()
+            quality = gradient_quality(grads, g_star, weight)
+            cross = first_order_cross_term(grads.mean(0) - g_star, g_star)
             row = {"setup": setup, "decoder": decoder, "method": method, "rate": rate,
-                   "temperature": tau, "n_samples": n_samples, "n_items": n_items}
+                   "temperature": tau, "n_samples": n_samples, "n_items": n_items, "weighting": WEIGHTING}
             row.update({_snake(k): v for k, v in quality.items()})
-            row["indefinite_fraction"] = float((signal <= 0).double().mean())
-            row["bias_energy_exact"] = row["rel_bias_exact"] = row["cos_mean_exact"] = float("nan")
-            if method in EAT_METHODS:
-                exact = expected_eat_quality(method, log_rate, x, exact_phi, tau, g_star, hessian)
+            row["cross_term"] = float(cross.mean())
+            row["cross_term_sd"] = float(cross.std()) if cross.numel() > 1 else 0.0
+            if method == "score":
+                row["effective_temperature"] = float("nan")
+            else:
+                _, used = _distribution_temperature(method, log_rate, tau)
+                row["effective_temperature"] = float(torch.as_tensor(used, dtype=torch.float64).mean())
+            row["negative_eigenvalue_fraction"] = negative
+            row["nonpositive_signal_fraction"] = nonpositive
+            for key in ("bias_energy", "bias_ratio", "cos_mean", "cross_term"):
+                row[f"{key}_exact"] = float("nan")
+            if method in EAT_METHODS + ADAPTIVE_METHODS:
+                exact = expected_eat_quality(method, log_rate, x, exact_phi, tau, g_star, weight)
                 row.update({f"{key}_exact": value for key, value in exact.items()})
-            rows.append(row)
+            cell_rows.append(row)
+        rows.extend(cell_rows)
+        if on_cell is not None:
+            on_cell(cell_rows)
     return rows
 
 
 _SNAKE = {"CosMean": "cos_mean", "CosSample": "cos_sample", "BiasEnergy": "bias_energy",
-          "NoiseEnergy": "noise_energy", "RelBias": "rel_bias", "RelVariance": "rel_variance",
+          "NoiseEnergy": "noise_energy", "RelBias": "bias_ratio", "RelVariance": "rel_variance",
           "BiasEnergyFloor": "bias_energy_floor", "BiasChi2": "bias_chi2"}
 
 

@@ -1,49 +1,22 @@
-"""The Poisson VAE on natural image patches: model, data, training grid (chapter 06)."""
-from .data import (  # noqa: F401
-    PIPELINE_VERSION,
-    PatchData,
-    SKIMAGE_IMAGES,
-    VAN_HATEREN_SHAPE,
-    default_cache_dir,
-    download_van_hateren,
-    extract_patches,
-    load_patch_array,
-    local_contrast_normalize,
-    natural_image_patches,
-    olshausen_field_filter,
-    preprocess_image,
-    read_van_hateren_iml,
-    skimage_images,
-    van_hateren_images,
-    whiten,
-    zscore,
-)
-from .model import (  # noqa: F401
-    GSM_MAX_CATEGORIES,
-    PoissonVAE,
-    VAE_METHODS,
-    dictionary_measures,
-    filter_localisation,
-    filter_low_frequency_share,
-    filter_mosaic,
-    poisson_kl,
-    soft_clamp_upper,
-    validation_nelbo,
-)
-from .train import (  # noqa: F401
-    PVAESchedule,
-    TEMPERATURE_SCHEDULES,
-    convergence,
-    ensemble_groups,
-    evaluate_members,
-    group_label,
-    main,
-    pvae_config,
-    pvae_runs,
-    run_label,
-    run_pvae_config,
-    run_pvae_grid,
-    save_decoders,
-    summarize_pvae,
-    train_pvae_ensemble,
-)
+"""The Poisson VAE on natural image patches: model, data, the run grid and its training (chapter 06)."""
+from .config import PVAESchedule, pvae_config, run_label
+from .data import natural_image_patches
+from .grid import write_pvae_results
+from .model import PoissonVAE, dictionary_measures, filter_mosaic
+from .summary import convergence, summarize_pvae
+from .train import run_pvae_config, train_pvae_ensemble
+
+__all__ = [
+    "PVAESchedule",
+    "PoissonVAE",
+    "convergence",
+    "dictionary_measures",
+    "filter_mosaic",
+    "natural_image_patches",
+    "pvae_config",
+    "run_label",
+    "run_pvae_config",
+    "summarize_pvae",
+    "train_pvae_ensemble",
+    "write_pvae_results",
+]

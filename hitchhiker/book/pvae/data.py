@@ -41,6 +41,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..common.checkpoint import atomic_write
+
 #: Natural photographs bundled in scikit-image's wheel (no text, logos or microscopy).
 SKIMAGE_IMAGES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "grass", "gravel",
                   "brick", "moon")
@@ -190,7 +192,8 @@ def download_van_hateren(urls: str | Iterable[str], directory: str | Path,
         target = directory / Path(url.split("?")[0]).name
         if target.suffix.lower() != ".iml":
             raise ValueError(f"urls: {url!r} does not name an .iml file")
-        if not (target.is_file() and target.stat().st_size == VAN_HATEREN_SHAPE[0] * VAN_HATEREN_SHAPE[1] * 2):
+        size = VAN_HATEREN_SHAPE[0] * VAN_HATEREN_SHAPE[1] * 2
+        if not (target.is_file() and target.stat().st_size == size):
             partial = target.with_suffix(".part")
             with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
                 while chunk := response.read(1 << 20):
@@ -295,6 +298,22 @@ class PatchData:
                 f"source={self.source!r})")
 
 
+def source_fingerprint(path: Path) -> list:
+    """What the cache key knows of a source on disk: for a file, its sha256; for a directory, the
+    name, size and modification time (ns) of every file in it. Images replaced in place (same
+    directory, new content) give a new key; the directory's own modification time is not used."""
+    if path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        return [path.name, digest.hexdigest()]
+    if path.is_dir():
+        files = [f for f in sorted(path.iterdir()) if f.is_file()]
+        return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    return []
+
+
 def natural_image_patches(n_train: int, n_val: int, *, source: str = "skimage",
                           path: str | Path | None = None, patch_size: int = 16,
                           block_size: int = 64, val_fraction: float = 0.2, f0: float = 0.5,
@@ -331,7 +350,7 @@ def natural_image_patches(n_train: int, n_val: int, *, source: str = "skimage",
     else:
         p = Path(path).expanduser().resolve()
         key["path"] = str(p)
-        key["mtime"] = p.stat().st_mtime if p.exists() else None
+        key["files"] = source_fingerprint(p)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache_file = Path(cache_dir or default_cache_dir()).expanduser() / f"patches-{source}-{digest}.npz"
     if use_cache and cache_file.is_file():
@@ -356,9 +375,7 @@ def natural_image_patches(n_train: int, n_val: int, *, source: str = "skimage",
         train, val, _ = extract_patches(prepared, n_train, n_val, patch_size, block_size,
                                         val_fraction, seed)
     if use_cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        # a name of this process's own: two processes building the same cache must not share one
-        partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.part.npz")
-        np.savez(partial, train=train, val=val)
-        partial.replace(cache_file)
+        # a unique temporary file, renamed into place: two processes building the same cache do not
+        # collide, and a kill during the write leaves no half-written cache
+        atomic_write(cache_file, lambda file: np.savez(file, train=train, val=val))
     return PatchData(torch.from_numpy(train), torch.from_numpy(val), source, patch_size)

@@ -31,12 +31,12 @@ to. The other methods go through :func:`hitchhiker.surrogate_loss`: a relaxed sa
 :class:`PoissonVAE` holds ``n_members`` such models with stacked weights (leading dimension ``E``), so
 that one batched matrix product and one optimiser step advance every run of an experiment grid; the
 members share nothing but the tensors they are stored in (each has its own initialisation, data order,
-temperature and gradient clipping). Training is in :mod:`hitchhiker.book.pvae_training`.
+temperature and gradient clipping). Training is in :mod:`hitchhiker.book.pvae.train`.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from torch import nn
 
 from ...distributions import default_n_categories
 from ...estimators import check_method, surrogate_loss
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The methods a Poisson VAE can be trained with.
 VAE_METHODS = ("exact", "eat-sigmoid", "eat-cubic", "gsm", "score")
@@ -206,7 +209,9 @@ class PoissonVAE(nn.Module):
                                    None, n_samples, validate_args=False)
         else:
             tau = self._member_temperature(method, temperature, rate)
-            kwargs = {"n_categories": self.gsm_categories(rate, gsm_max_categories)} if method == "gsm" else {}
+            kwargs = {}
+            if method == "gsm":
+                kwargs["n_categories"] = self.gsm_categories(rate, gsm_max_categories)
             recon = surrogate_loss(method, rate, lambda z: self.reconstruction_error(x, z), tau,
                                    n_samples, validate_args=False, **kwargs)
         return (recon + beta * kl).mean(-1)

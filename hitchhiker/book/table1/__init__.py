@@ -1,39 +1,50 @@
-"""Table 1 and the decision guide: the evidence columns, their ratings and the book's rule (chapter 08)."""
-from .rules import (  # noqa: F401
-    COLUMNS,
-    EVIDENCE_FUNCTIONS,
-    EVIDENCE_SOURCES,
-    FIXED_CAP_VARIANT,
-    GENERALIZABILITY,
-    GRADIENT_COLUMNS,
-    GRADIENT_SETUP,
-    LABELS,
-    MEASURED_COLUMNS,
-    MISSING,
-    POGLM_REGIME,
-    RATING_LEVELS,
-    RECOMMENDATION,
-    REPRESENTS,
-    RESULT_NAMES,
-    SMOOTHNESS,
+"""Table 1 and the decision guide (chapter 08): the evidence columns read from the results tables
+(:mod:`.evidence`), their ratings and the book's rule (:mod:`.rules`), the guide's measurements
+(:mod:`.guide`) and the regime map (:mod:`.regime`)."""
+from . import regime
+from .evidence import (
+    GRADIENT_DECODERS,
     TABLE_METHODS,
-    Thresholds,
-    bias_evidence,
-    evidence_table,
-    fidelity_evidence,
     gradient_rows,
-    gradient_setup_sensitivity,
     load_available_results,
-    loss_spread,
     missing_evidence,
     pvae_rows,
-    rate_column,
-    rate_value,
-    recommend,
-    recommendation_table,
-    relative_to_most_robust,
-    robustness_evidence,
+)
+from .guide import (
+    FIXED_CAP_VARIANT,
+    GRADIENT_COLUMNS,
+    gradient_setup_sensitivity,
     temperature_tradeoff,
     truncation_tail_mass,
-    variance_evidence,
 )
+from .rules import (
+    LABELS,
+    MEASURED_COLUMNS,
+    SMOOTHNESS,
+    Thresholds,
+    evidence_table,
+    mean_scores,
+    recommendation_table,
+)
+
+__all__ = [
+    "FIXED_CAP_VARIANT",
+    "GRADIENT_DECODERS",
+    "GRADIENT_COLUMNS",
+    "LABELS",
+    "MEASURED_COLUMNS",
+    "SMOOTHNESS",
+    "TABLE_METHODS",
+    "Thresholds",
+    "evidence_table",
+    "gradient_rows",
+    "gradient_setup_sensitivity",
+    "load_available_results",
+    "mean_scores",
+    "missing_evidence",
+    "pvae_rows",
+    "recommendation_table",
+    "regime",
+    "temperature_tradeoff",
+    "truncation_tail_mass",
+]
