@@ -23,7 +23,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks colab \
-	chromium browser constraints clean typecheck doctest lint
+	floors chromium browser constraints clean typecheck doctest lint
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,7 +73,27 @@ colab:
 	rm -rf $(COLAB_VENV)
 	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python tests/check_colab_install.py $(COLAB_VERSIONS)
-	HITCHHIKER_SCALE=smoke $(COLAB_VENV)/bin/python -m pytest --nbval-lax --nbval-current-env -q $(NOTEBOOKS)
+	HITCHHIKER_SCALE=smoke PYDEVD_DISABLE_FILE_VALIDATION=1 $(COLAB_VENV)/bin/python -m pytest --nbval-lax \
+	  --nbval-current-env -q $(NOTEBOOKS)
+
+# The library at the floors it declares (pyproject.toml: requires-python and the torch and numpy
+# minima): the core tests, from the wheel, in a fresh venv on that Python holding exactly those
+# versions (PyPI's torch: a CUDA build of ~3 GB that runs on the CPU). Not part of `make test`.
+FLOOR_PY := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+FLOOR_PINS := $(shell sed -n 's/^ *"\(torch\|numpy\)>=\([0-9.]*\)",*$$/\1==\2/p' pyproject.toml)
+FLOOR_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(FLOOR_PY).*/bin/python$(FLOOR_PY)) \
+	python$(FLOOR_PY))
+FLOOR_VENV ?= _build/floor-venv
+floors:
+	rm -rf $(FLOOR_VENV) $(FLOOR_VENV)-wheel
+	$(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_PINS)
+	$(FLOOR_VENV)/bin/python -m pip wheel --quiet --no-deps -w $(FLOOR_VENV)-wheel .
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_VENV)-wheel/*.whl pytest hypothesis
+	$(FLOOR_VENV)/bin/python -c "import sys, torch, numpy; print('floors: Python', sys.version.split()[0], \
+	  'torch', torch.__version__, 'numpy', numpy.__version__)"
+	cd $(FLOOR_VENV) && bin/python -m pytest -q -p no:cacheprovider --rootdir=$(CURDIR)/tests \
+	  -c /dev/null $(CURDIR)/tests/core
 
 # Debian's chromium and its chromedriver, installed when missing (selenium never downloads a browser).
 chromium:
