@@ -63,7 +63,7 @@ notebooks: install
 # The chapters under Colab's versions (envs/colab.txt: its Python, and the packages it preloads at its
 # versions): a fresh venv holding those, the book installed into it as a chapter's first cell does
 # (failing if that upgrades or downgrades any of them: tests/check_colab_install.py), then every notebook
-# at smoke scale under nbval there. Needs no .venv; pip's cache makes reruns quick.
+# at smoke scale under nbval there. Needs no .venv; rebuilt on every run (PyPI serves torch afresh).
 COLAB_VERSIONS := envs/colab.txt
 COLAB_VENV ?= _build/colab-venv
 COLAB_PY := $(shell sed -n 's/^python==\([0-9.]*\).*/\1/p' $(COLAB_VERSIONS))
