@@ -1,7 +1,8 @@
 # hitchhiker: two commands do everything on a fresh machine.
 #   make book   -- create/update .venv, install, build the book (stored outputs; no execution)
-#   make test   -- install, unit tests, every notebook at smoke scale under nbval, the book, then the
-#                  browser test (headless Chromium through every built page; screenshots in _build/screenshots)
+#   make test   -- install, unit tests, every notebook at smoke scale under nbval (here and under Colab's
+#                  versions), the book, then the browser test (headless Chromium through every built page;
+#                  screenshots in _build/screenshots)
 # TORCH chooses the torch requirement (CI: make test TORCH='torch==2.13.0+cpu'); CONSTRAINTS pins the
 # book and test toolchain to what the stored outputs were made with (empty: resolve freely).
 
@@ -21,8 +22,8 @@ CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks chromium \
-	browser constraints clean typecheck doctest lint
+.PHONY: gpu-wheels gpu-check bench compile-bench execute paper install book test unit fast core notebooks colab \
+	floors chromium browser constraints clean typecheck doctest lint
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,41 @@ core: install
 notebooks: install
 	HITCHHIKER_SCALE=smoke $(BIN)/python -m pytest --nbval-lax -q $(NOTEBOOKS)
 
+# The chapters under Colab's versions (envs/colab.txt: its Python, and the packages it preloads at its
+# versions): a fresh venv holding those, the book installed into it as a chapter's first cell does
+# (failing if that upgrades or downgrades any of them: tests/check_colab_install.py), then every notebook
+# at smoke scale under nbval there. Needs no .venv; rebuilt on every run (PyPI serves torch afresh).
+COLAB_VERSIONS := envs/colab.txt
+COLAB_VENV ?= _build/colab-venv
+COLAB_PY := $(shell sed -n 's/^python==\([0-9.]*\).*/\1/p' $(COLAB_VERSIONS))
+COLAB_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(COLAB_PY).*/bin/python$(COLAB_PY)) \
+	python$(COLAB_PY))
+colab:
+	rm -rf $(COLAB_VENV)
+	$(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python tests/check_colab_install.py $(COLAB_VERSIONS)
+	HITCHHIKER_SCALE=smoke PYDEVD_DISABLE_FILE_VALIDATION=1 $(COLAB_VENV)/bin/python -m pytest --nbval-lax \
+	  --nbval-current-env -q $(NOTEBOOKS)
+
+# The library at the floors it declares (pyproject.toml: requires-python and the torch and numpy
+# minima): the core tests, from the wheel, in a fresh venv on that Python holding exactly those
+# versions (PyPI's torch: a CUDA build of ~3 GB that runs on the CPU). Not part of `make test`.
+FLOOR_PY := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+FLOOR_PINS := $(shell sed -n 's/^ *"\(torch\|numpy\)>=\([0-9.]*\)",*$$/\1==\2/p' pyproject.toml)
+FLOOR_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(FLOOR_PY).*/bin/python$(FLOOR_PY)) \
+	python$(FLOOR_PY))
+FLOOR_VENV ?= _build/floor-venv
+floors:
+	rm -rf $(FLOOR_VENV) $(FLOOR_VENV)-wheel
+	$(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_PINS)
+	$(FLOOR_VENV)/bin/python -m pip wheel --quiet --no-deps -w $(FLOOR_VENV)-wheel .
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_VENV)-wheel/*.whl pytest hypothesis
+	$(FLOOR_VENV)/bin/python -c "import sys, torch, numpy; print('floors: Python', sys.version.split()[0], \
+	  'torch', torch.__version__, 'numpy', numpy.__version__)"
+	cd $(FLOOR_VENV) && bin/python -m pytest -q -p no:cacheprovider --rootdir=$(CURDIR)/tests \
+	  -c /dev/null $(CURDIR)/tests/core
+
 # Debian's chromium and its chromedriver, installed when missing (selenium never downloads a browser).
 chromium:
 	test -x $(CHROMIUM) -a -x $(CHROMEDRIVER) || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
@@ -79,7 +115,7 @@ doctest: install
 lint: install
 	$(BIN)/ruff check hitchhiker tests benchmarks book/_ext
 
-test: lint typecheck doctest unit core notebooks book browser
+test: lint typecheck doctest unit core notebooks colab book browser
 
 # Re-run every chapter in place (stored outputs and book/results/*.csv): `make execute` at default
 # scale, `make paper` at the paper's scale (meant for a GPU).
