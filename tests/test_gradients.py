@@ -169,12 +169,12 @@ def test_per_sample_gradients_are_the_formula_with_the_same_draws(method):
 # --- the natural-patch setup, the decoder, the fixed-cap sampler ----------------------------------
 
 from hitchhiker.book.fidelity.official import fixed_cap_n_arrivals  # noqa: E402
-from hitchhiker.book.gradients.sweep import (  # noqa: E402
-    FIXED_CAP_METHODS,
+from hitchhiker.book.gradients.decoders import (  # noqa: E402
     RANDOM_ATOMS,
     main_setup_decoder,
     random_unit_atoms,
 )
+from hitchhiker.book.gradients.sweep import FIXED_CAP_METHODS  # noqa: E402
 
 
 def test_random_unit_atoms_are_seeded_unit_columns():
@@ -303,7 +303,7 @@ def test_expected_quality_is_the_large_sample_limit_of_the_measured_one():
 
 
 def test_decoder_path_is_found_from_the_package_not_the_working_directory(tmp_path, monkeypatch):
-    from hitchhiker.book.gradients.sweep import MAIN_DECODER, decoder_path
+    from hitchhiker.book.gradients.decoders import MAIN_DECODER, decoder_path
 
     monkeypatch.delenv("HITCHHIKER_RESULTS", raising=False)
     monkeypatch.chdir(tmp_path)                      # no results/ here

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ...estimators import PATHWISE_METHODS, check_method
-from ...moments import relaxed_variance
+from ...matching import temperature_for_variance_ratio
 
 #: Statistics :func:`at_variance_ratio` interpolates by default (each with its ``_se``).
 MATCHED_STATISTICS = ("w1_normalised", "mean_ratio")
@@ -39,9 +39,10 @@ MATCHED_STATISTICS = ("w1_normalised", "mean_ratio")
 def campbell_temperature(method: str, target: float) -> float:
     r"""The temperature at which an EAT method keeps the variance ratio ``target`` (Campbell's theorem).
 
-    Solves :math:`\tau F_2(1/\tau) = v` (:func:`hitchhiker.relaxed_variance` at :math:`\lambda = 1`;
-    the ratio is the same at every rate) by bisection in float64. The ratio falls from 1 at
-    :math:`\tau = 0` to a minimum (0.569 at :math:`\tau \approx 2.8` for the cubic, 0.579 at
+    The library's :func:`hitchhiker.temperature_for_variance_ratio` at :math:`\lambda = 1` (the ratio
+    :math:`\tau F_2(1/\tau)` is the same at every rate), with ``target = 1`` giving :math:`\tau = 0`.
+    The ratio falls from 1 at :math:`\tau = 0` to a minimum (0.569 at :math:`\tau \approx 2.8` for the
+    cubic, 0.579 at
     :math:`\tau \approx 0.86` for the sigmoid) and rises again beyond it; the temperature returned is
     the one below the minimum. ``ValueError`` for a ``target`` outside [minimum, 1] or a method
     without a closed form (GSM: use :func:`at_variance_ratio` on measured values).
@@ -50,23 +51,14 @@ def campbell_temperature(method: str, target: float) -> float:
     0.5
     """
     check_method(method, ("eat-cubic", "eat-sigmoid"))
-    indicator = method.split("-", 1)[1]
-    target = float(target)
-
-    def ratio(tau):
-        return relaxed_variance(1.0, torch.as_tensor(tau, dtype=torch.float64), indicator)
-
-    taus = torch.linspace(0.0, 10.0, 20_001, dtype=torch.float64)
-    values = ratio(taus)
-    lowest = int(values.argmin())
-    if not (float(values[lowest]) <= target <= 1.0):
-        raise ValueError(f"target={target!r} is outside the variance ratios [{float(values[lowest]):.4f}, 1] "
-                         f"that {method} reaches")
-    lo, hi = 0.0, float(taus[min(lowest + 1, len(taus) - 1)])
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if float(ratio(mid)) > target else (lo, mid)
-    return (lo + hi) / 2
+    if float(target) == 1.0:
+        return 0.0  # the whole variance is kept only in the limit tau -> 0
+    one = torch.ones((), dtype=torch.float64)  # float64 throughout (Python floats would give float32)
+    try:
+        tau = temperature_for_variance_ratio(method, one * float(target), one, biased_mean="ignore")
+    except ValueError as err:
+        raise ValueError(f"target={target!r} cannot be matched: {err}") from None
+    return float(tau)
 
 
 def variance_ratio_axis(grid: pd.DataFrame) -> pd.Series:

@@ -9,6 +9,7 @@ from .curvature import (
     gauss_newton_hessian,
     negative_eigenvalue_fraction,
 )
+from .decoders import MAIN_DECODER, RANDOM_ATOMS, main_setup_decoder, random_unit_atoms
 from .objectives import (
     linear_decoder_grad_hessian,
     linear_decoder_loss,
@@ -22,15 +23,11 @@ from .sweep import (
     ADAPTIVE_METHODS,
     FIXED_CAP_METHODS,
     GRADIENT_METHODS,
-    MAIN_DECODER,
-    RANDOM_ATOMS,
     WEIGHTING,
     exact_quality_cases,
     expected_eat_gradient,
     expected_eat_quality,
     gradient_quality_sweep,
-    main_setup_decoder,
-    random_unit_atoms,
 )
 
 __all__ = [

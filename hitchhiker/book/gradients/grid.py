@@ -4,7 +4,7 @@ checkpoint, so that a long run can be stopped and resumed without losing or re-t
 The grid is the paper's rates :data:`GRID_RATES` times the temperatures :data:`GRID_TEMPERATURES` for
 each setup of :func:`grid_setups`:
 
-* ``main`` -- natural patches and the trained, localised exact decoder (:data:`~.sweep.MAIN_DECODER`),
+* ``main`` -- natural patches and the trained, localised exact decoder (:data:`~.decoders.MAIN_DECODER`),
   every method including the official fixed cap and the rate-adaptive remedy;
 * ``random-atoms`` -- natural patches and unit-norm random atoms (sensitivity case);
 * ``model-generated`` -- data drawn from the model with the overcomplete 36x64 DCT (sensitivity case).
@@ -38,16 +38,9 @@ import torch
 from ..common.checkpoint import atomic_write
 from ..common.results import load_results, save_results
 from ..common.scale import by_scale, current_scale
+from .decoders import RANDOM_ATOMS, main_setup_decoder, random_unit_atoms
 from .objectives import overcomplete_dct_dictionary
-from .sweep import (
-    ADAPTIVE_METHODS,
-    FIXED_CAP_METHODS,
-    GRADIENT_METHODS,
-    RANDOM_ATOMS,
-    gradient_quality_sweep,
-    main_setup_decoder,
-    random_unit_atoms,
-)
+from .sweep import ADAPTIVE_METHODS, FIXED_CAP_METHODS, GRADIENT_METHODS, gradient_quality_sweep
 
 __all__ = ["GRID_RATES", "GRID_TEMPERATURES", "SMOKE_RATES", "SMOKE_TEMPERATURES", "GridSetup",
            "grid_setups", "run_grid", "grid_cells", "stored_grid", "PARTIAL_NAME"]
@@ -91,7 +84,7 @@ def grid_setups(patches: torch.Tensor | None = None, decoder_file=None) -> list:
     """The grid's setups at the current scale (see the module docstring).
 
     ``patches`` are the natural-patch items ``(n, 256)`` (default: the P-VAE chapter's whitened
-    validation patches); ``decoder_file`` is passed to :func:`~.sweep.main_setup_decoder` (a missing
+    validation patches); ``decoder_file`` is passed to :func:`~.decoders.main_setup_decoder` (a missing
     file is an error).
     """
     if patches is None:

@@ -24,8 +24,9 @@ Two setups (the ``setup`` column of the results):
 
 * ``"natural-patches"`` -- the paper's: external data (whitened natural-image patches) and an
   external decoder, every latent at the same rate :math:`\lambda`. The main decoder is the trained,
-  localised exact-gradient P-VAE decoder (:func:`main_setup_decoder`, named :data:`MAIN_DECODER` in
-  the ``decoder`` column); unit-norm random atoms (:func:`random_unit_atoms`) are a sensitivity case;
+  localised exact-gradient P-VAE decoder (:func:`~.decoders.main_setup_decoder`, named
+  :data:`~.decoders.MAIN_DECODER` in the ``decoder`` column); unit-norm random atoms
+  (:func:`~.decoders.random_unit_atoms`) are a sensitivity case;
 * ``"model-generated"`` -- data drawn from the linear Poisson model itself at the rate being
   evaluated (:func:`~hitchhiker.book.gradients.objectives.sample_linear_poisson_patches`).
 
@@ -45,8 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -59,7 +58,6 @@ from ...estimators import (
     surrogate_loss,
 )
 from ...metrics import gradient_quality
-from ..common.runtime import results_dir
 from ..fidelity.official import fixed_cap_eat, fixed_cap_n_arrivals
 from .curvature import absolute_hessian, first_order_cross_term, negative_eigenvalue_fraction
 from .objectives import (
@@ -81,19 +79,12 @@ SETUPS = ("natural-patches", "model-generated")
 ADAPTIVE_METHODS = ("adaptive-eat-cubic",)
 #: Expected arrivals the adaptive temperature keeps in the cubic's window (:math:`A` of :mod:`.remedy`).
 ADAPTIVE_ARRIVALS = 1.0
-#: Name of the random-atom decoder of the natural-patch setup (a sensitivity case).
-RANDOM_ATOMS = "random-unit-atoms"
-#: Label of the main setup's decoder in :func:`main_setup_decoder`'s file.
-MAIN_DECODER_LABEL = "exact-long-seed0"
-#: Name of the main setup's decoder (the ``decoder`` column).
-MAIN_DECODER = f"pvae-{MAIN_DECODER_LABEL}"
 #: The curvature weighting of the energies (the ``weighting`` column).
 WEIGHTING = "abs-hessian"
 
 __all__ = ["GRADIENT_METHODS", "FIXED_CAP_METHODS", "ADAPTIVE_METHODS", "ADAPTIVE_ARRIVALS", "SETUPS",
-           "RANDOM_ATOMS", "MAIN_DECODER", "MAIN_DECODER_LABEL", "WEIGHTING", "per_sample_gradients",
-           "expected_eat_gradient", "expected_eat_quality", "gradient_quality_sweep", "random_unit_atoms",
-           "main_setup_decoder", "decoder_path", "exact_quality_cases"]
+           "WEIGHTING", "per_sample_gradients", "expected_eat_gradient", "expected_eat_quality",
+           "gradient_quality_sweep", "exact_quality_cases"]
 
 #: Largest number of arrival times one fixed-cap draw may hold (bounds its peak memory).
 _MAX_FIXED_CAP_ELEMENTS = 1 << 24
@@ -169,67 +160,6 @@ def _fixed_cap_gradients(method, log_rate, x, phi, temperature, n_samples):
         (grad,) = torch.autograd.grad(reconstruction_loss(z, x, phi).sum(), theta)
         parts.append(grad)
     return torch.cat(parts)
-
-
-def random_unit_atoms(n_pixels: int = 256, n_latents: int = 512, seed: int = 0,
-                      dtype=torch.float64, device=None) -> torch.Tensor:
-    r"""A decoder of ``n_latents`` unit-norm random atoms: Gaussian columns divided by their norms.
-
-    Returns ``phi`` of shape ``(n_pixels, n_latents)``, seeded by ``seed`` (drawn in float64 on the
-    CPU, so the same on every machine, then moved to ``dtype`` and ``device``).
-    """
-    for name, value in (("n_pixels", n_pixels), ("n_latents", n_latents)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    generator = torch.Generator().manual_seed(int(seed))
-    phi = torch.randn(n_pixels, n_latents, generator=generator, dtype=torch.float64)
-    return (phi / phi.norm(dim=0, keepdim=True)).to(dtype=dtype, device=device)
-
-
-def decoder_path(path=None) -> Path:
-    r"""Where :func:`main_setup_decoder` reads the trained decoders (``pvae_decoders.pt``).
-
-    ``path`` when given; else ``$HITCHHIKER_RESULTS/pvae_decoders.pt`` when that variable is set; else the
-    repository's ``book/results/pvae_decoders.pt``, found from this package's location (never from the
-    working directory). The file need not exist (:func:`main_setup_decoder` says so).
-    """
-    if path is not None:
-        return Path(path)
-    if os.environ.get("HITCHHIKER_RESULTS"):
-        return results_dir() / "pvae_decoders.pt"
-    return Path(__file__).resolve().parents[3] / "book" / "results" / "pvae_decoders.pt"
-
-
-def main_setup_decoder(path=None, label: str = MAIN_DECODER_LABEL, n_pixels: int = 256,
-                       n_latents: int = 512, seed: int = 0, dtype=torch.float64, device=None,
-                       use_trained: bool = True):
-    r"""The decoder of the natural-patch setup and its name: ``(phi, name)``, ``phi`` ``(M, K)``.
-
-    The trained exact-gradient P-VAE decoder (by default the chapter's longest-trained exact model,
-    whose dictionary is localised), read from :func:`decoder_path` (a dict label ->
-    ``(n_latents, n_pixels)`` tensor, loaded with ``weights_only=True``): ``phi`` is the transpose of
-    ``dict[label]`` and the name is ``"pvae-<label>"`` (:data:`MAIN_DECODER` by default). A missing
-    file raises ``FileNotFoundError`` naming the path (never a silent switch to other atoms); a file
-    that lacks ``label`` or holds a tensor of the wrong shape raises ``ValueError``.
-    ``use_trained=False`` asks for :func:`random_unit_atoms` and the name :data:`RANDOM_ATOMS` instead.
-    """
-    if not use_trained:
-        return random_unit_atoms(n_pixels, n_latents, seed, dtype, device), RANDOM_ATOMS
-    path = decoder_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"the trained decoders file {path} does not exist: run the P-VAE chapter "
-                                "(06) at default scale, pass path=..., or use_trained=False for random atoms")
-    decoders = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(decoders, dict) or label not in decoders:
-        found = sorted(decoders) if isinstance(decoders, dict) else type(decoders).__name__
-        raise ValueError(f"{path} has no decoder labelled {label!r} (it has {found})")
-    weight = torch.as_tensor(decoders[label])
-    if weight.shape != (n_latents, n_pixels):
-        raise ValueError(f"decoder {label!r} in {path} has shape {tuple(weight.shape)}, expected "
-                         f"(n_latents, n_pixels) = {(n_latents, n_pixels)}")
-    if not bool(torch.isfinite(weight).all()):
-        raise ValueError(f"decoder {label!r} in {path} is not finite")
-    return weight.T.contiguous().to(dtype=dtype, device=device), f"pvae-{label}"
 
 
 def _distribution_temperature(method: str, log_rate: torch.Tensor, temperature):

@@ -65,7 +65,7 @@ import pandas as pd
 
 from ..common.results import load_results
 from ..generalization import generalization_evidence
-from ..gradients.sweep import MAIN_DECODER
+from ..gradients.decoders import MAIN_DECODER
 
 #: The rows of Table 1, in the paper's order.
 TABLE_METHODS = ("eat-cubic", "eat-sigmoid", "gsm")
