@@ -1,49 +1,66 @@
-"""The partially observable GLM: model, run grid, recovery and figures (chapter 07)."""
-from .figures import (  # noqa: F401
-    plot_block_recovery,
-    plot_connectivity,
-    plot_elbo_curves,
+"""The partially observable GLM: the experiment of chapter 07.
+
+``model`` (the model, a stack of members; its loss, evaluation and simulated data), ``grid`` (the runs,
+the oracle and the posterior-only fits, the recovery attempts), ``recovery`` (weights, blocks and
+likelihoods against the truth), ``heldout`` (likelihoods under a shared mixture proposal, Wilks),
+``controls`` (the runs that isolate a cause), ``figures``, ``config`` (the chapter's grid at each scale).
+"""
+from .config import poglm_config
+from .controls import (
+    FROM_TRUTH_SETTINGS,
+    OFFICIAL_RECIPE,
+    drift_summary,
+    likelihood_gaps,
+    run_controls,
+    score_control_table,
+    start_comparison,
+    truth_versus_fits,
 )
-from .grid import (  # noqa: F401
-    POGLMGrid,
-    RECOVERY_ATTEMPTS,
-    StackedPOGLM,
-    compare_likelihoods,
-    evaluate_stacked,
-    fit_oracle,
-    fit_posterior_only,
-    fit_stacked,
-    log_likelihood_se,
-    poglm_checkpoint_name,
-    poglm_grid_runs,
-    posterior_rate_summary,
-    recovery_table,
-    regime_summary,
-    run_poglm_grid,
-    run_recovery_attempts,
-    stacked_negative_elbo,
-    stacked_negative_log_joint,
-)
-from .model import (  # noqa: F401
-    POGLM,
-    POGLMData,
+from .figures import draw_network, plot_block_recovery, plot_connectivity, plot_elbo_curves, plot_spike_counts
+from .grid import fit_oracle, fit_posterior_only, run_poglm_grid, run_recovery_attempts
+from .heldout import deficit_table, mixture_log_likelihood, wilks_expectation
+from .model import POGLM, POGLM_METHODS, POGLM_REGIMES, negative_elbo, regime_summary, simulate_poglm_data
+from .recovery import (
     POGLM_BLOCKS,
-    POGLM_GSM_CATEGORIES,
-    POGLM_METHODS,
-    POGLM_REGIMES,
-    TRUE_BIAS_SCALE,
-    TRUE_WEIGHT_SCALE,
     block_errors,
-    connectivity_matrix,
-    draw_network,
-    evaluate_poglm,
-    hidden_permutations,
-    match_hidden_neurons,
-    negative_elbo,
-    plot_spike_counts,
+    compare_likelihoods,
+    posterior_rate_summary,
     recovery_errors,
-    run_poglm,
-    simulate_poglm_data,
-    train_poglm,
-    training_trend,
+    recovery_table,
 )
+
+__all__ = [
+    "FROM_TRUTH_SETTINGS",
+    "OFFICIAL_RECIPE",
+    "POGLM",
+    "POGLM_BLOCKS",
+    "POGLM_METHODS",
+    "POGLM_REGIMES",
+    "block_errors",
+    "deficit_table",
+    "compare_likelihoods",
+    "draw_network",
+    "drift_summary",
+    "fit_oracle",
+    "fit_posterior_only",
+    "likelihood_gaps",
+    "mixture_log_likelihood",
+    "negative_elbo",
+    "plot_block_recovery",
+    "plot_connectivity",
+    "plot_elbo_curves",
+    "plot_spike_counts",
+    "poglm_config",
+    "posterior_rate_summary",
+    "recovery_errors",
+    "recovery_table",
+    "regime_summary",
+    "run_controls",
+    "run_poglm_grid",
+    "score_control_table",
+    "run_recovery_attempts",
+    "simulate_poglm_data",
+    "start_comparison",
+    "truth_versus_fits",
+    "wilks_expectation",
+]

@@ -23,16 +23,23 @@ plug a relaxed :math:`\tilde z` (real-valued) into both terms, with the Poisson 
 counts through :math:`\log\Gamma` (:meth:`hitchhiker.RelaxedPoisson.log_prob`); the score function
 uses exact counts. Evaluation always uses exact counts (:math:`\tau = 0`).
 
+**Members.** The model is tiny (5 neurons, 3 taps), so one run is dominated by Python overhead: a
+:class:`POGLM` holds ``n_members`` independent models (as :class:`~hitchhiker.book.pvae.PoissonVAE`
+does) with a leading member dimension, evaluated with grouped convolutions. Its losses are one per
+member, so the sum of them gives each member its own gradient; ``POGLM()`` is the one-member model.
+
 >>> data = simulate_poglm_data(seed=0)                      # 40 train / 20 test sequences, 100 bins
->>> model = POGLM()
->>> loss = negative_elbo(model, data.train[:8, :3], "eat-cubic", temperature=0.1, n_samples=5)
+>>> model = POGLM(n_members=2, seeds=[0, 1])
+>>> negative_elbo(model, data.train[:8, :3], "eat-cubic", temperature=0.1, n_samples=5).shape
+torch.Size([2])
+>>> evaluate(model, data.test, n_samples=16)["elbo"].shape
+torch.Size([2])
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import permutations
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +47,6 @@ from torch import nn
 
 from ...distributions import poisson_log_prob
 from ...estimators import PATHWISE_METHODS, check_method, surrogate_loss
-from ..common.runtime import seed_everything
-from ..common.training import fit
 
 #: The estimators the POGLM chapter compares (registry names of :mod:`hitchhiker.estimators`);
 #: :func:`negative_elbo` also accepts every other pathwise name (``"st-cubic"``, ``"eat-linear"``, ...).
@@ -60,8 +65,15 @@ TRUE_WEIGHT_SCALE = 0.5
 TRUE_BIAS_SCALE = 0.5
 
 
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
 class POGLM(nn.Module):
-    r"""Generative spike-history GLM over visible + hidden neurons, with a Poisson posterior for the hidden.
+    r"""``n_members`` independent spike-history GLMs over visible + hidden neurons, each with a Poisson
+    posterior for its hidden neurons.
 
     Args:
         n_visible: recorded neurons ``V`` (the first ``V`` rows of a spike tensor).
@@ -69,89 +81,160 @@ class POGLM(nn.Module):
         history: bins of spike history ``L`` in the causal filter (a ``Conv1d(N, N, L)`` with bias).
         posterior_half_width: the posterior filter sees ``h`` bins before and after (kernel ``2h+1``).
         max_rate: rates are clamped at this value (spikes per bin).
+        n_members: independent models stored in one set of tensors (leading dimension ``M``).
+        seeds: one initialisation seed per member: member ``m`` starts from the ``Conv1d`` default
+            initialisation that ``torch.manual_seed(seeds[m])`` gives, so it equals the one-member model
+            built with ``seeds=[seeds[m]]`` whatever stack it is in. Default: draw from torch's global
+            generator, as any ``nn.Module`` does.
 
-    Spike tensors are ``(..., N, T)``: neurons along the second-to-last dimension, bins along the last.
+    Parameters: ``gen_weight`` ``(M, N, N, L)`` and ``gen_bias`` ``(M, N)`` (the generative filter),
+    ``post_weight`` ``(M, H, V, 2h+1)`` and ``post_bias`` ``(M, H)`` (the posterior's). Spike tensors are
+    ``(..., M, B, N, T)``: any leading sample dimensions, then members, sequences, neurons and bins; a
+    ``(B, N, T)`` tensor goes to every member.
     """
 
     def __init__(self, n_visible: int = 3, n_hidden: int = 2, history: int = 3,
-                 posterior_half_width: int = 3, max_rate: float = 10.0):
+                 posterior_half_width: int = 3, max_rate: float = 10.0, n_members: int = 1, *,
+                 seeds: Optional[Sequence[int]] = None):
         super().__init__()
         for name, value, low in (("n_visible", n_visible, 1), ("n_hidden", n_hidden, 1),
-                                 ("history", history, 1), ("posterior_half_width", posterior_half_width, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                                 ("history", history, 1), ("posterior_half_width", posterior_half_width, 0),
+                                 ("n_members", n_members, 1)):
+            _check_int(name, value, low)
         if not (isinstance(max_rate, (int, float)) and math.isfinite(max_rate) and max_rate > 0):
             raise ValueError(f"max_rate must be a finite positive number, got {max_rate!r}")
+        if seeds is not None and len(seeds) != n_members:
+            raise ValueError(f"seeds must have n_members = {n_members} entries, got {len(seeds)}")
         self.n_visible, self.n_hidden, self.history = n_visible, n_hidden, history
         self.n_neurons = n_visible + n_hidden
+        self.posterior_half_width = posterior_half_width
         self.max_rate = float(max_rate)
-        self.generative = nn.Conv1d(self.n_neurons, self.n_neurons, history, bias=True)
-        self.posterior = nn.Conv1d(n_visible, n_hidden, 2 * posterior_half_width + 1,
-                                   padding=posterior_half_width, bias=True)
+        members = []
+        for m in range(n_members):
+            if seeds is not None:
+                torch.manual_seed(int(seeds[m]))
+            generative = nn.Conv1d(self.n_neurons, self.n_neurons, history, bias=True)
+            posterior = nn.Conv1d(n_visible, n_hidden, 2 * posterior_half_width + 1, bias=True)
+            members.append((generative.weight, generative.bias, posterior.weight, posterior.bias))
+        gen_weight, gen_bias, post_weight, post_bias = (torch.stack([p.detach() for p in params])
+                                                         for params in zip(*members))
+        self.gen_weight = nn.Parameter(gen_weight)         # (M, N, N, L)
+        self.gen_bias = nn.Parameter(gen_bias)             # (M, N)
+        self.post_weight = nn.Parameter(post_weight)       # (M, H, V, 2h+1)
+        self.post_bias = nn.Parameter(post_bias)           # (M, H)
+
+    @property
+    def n_members(self) -> int:
+        return self.gen_weight.shape[0]
 
     @property
     def weight(self) -> torch.Tensor:
-        """Generative spike-history weights ``W``, shape ``(N, N, L)``: target, source, kernel tap."""
-        return self.generative.weight
+        """Generative spike-history weights ``W``, shape ``(M, N, N, L)``: member, target, source, tap."""
+        return self.gen_weight
 
     @property
     def bias(self) -> torch.Tensor:
-        """Generative biases ``b``, shape ``(N,)``."""
-        return self.generative.bias
+        """Generative biases ``b``, shape ``(M, N)``."""
+        return self.gen_bias
 
-    def _check_spikes(self, spikes: torch.Tensor, n_rows: int, name: str) -> None:
-        if not torch.is_tensor(spikes) or spikes.dim() < 2 or spikes.shape[-2] != n_rows:
+    def _sizes(self) -> tuple:
+        return self.n_visible, self.n_hidden, self.history, self.posterior_half_width, self.max_rate
+
+    @classmethod
+    def from_members(cls, models: Sequence["POGLM"]) -> "POGLM":
+        """One model holding every member of ``models`` (copies), in order; sizes must agree."""
+        models = list(models)
+        if not models or not all(isinstance(m, POGLM) for m in models):
+            raise ValueError("models must be a non-empty sequence of POGLM")
+        if any(m._sizes() != models[0]._sizes() for m in models):
+            raise ValueError("every POGLM of from_members must have the same sizes and max_rate")
+        n_visible, n_hidden, history, half_width, max_rate = models[0]._sizes()
+        out = cls(n_visible, n_hidden, history, half_width, max_rate,
+                  n_members=sum(m.n_members for m in models))
+        with torch.no_grad():
+            for name, param in out.named_parameters():
+                param.copy_(torch.cat([getattr(m, name).detach() for m in models]))
+        return out
+
+    def member(self, index: int) -> "POGLM":
+        """Member ``index`` as a one-member model (a copy, on the CPU)."""
+        if not -self.n_members <= index < self.n_members:
+            raise IndexError(f"member {index} of a {self.n_members}-member POGLM")
+        out = POGLM(*self._sizes())
+        with torch.no_grad():
+            for name, param in out.named_parameters():
+                param.copy_(getattr(self, name)[index].detach().cpu())
+        return out
+
+    def per_member(self, spikes: torch.Tensor, n_rows: int, name: str) -> torch.Tensor:
+        """``spikes`` as ``(..., M, B, n_rows, T)``: a ``(B, n_rows, T)`` tensor goes to every member."""
+        if torch.is_tensor(spikes) and spikes.dim() == 3 and spikes.shape[-2] == n_rows:
+            return spikes.unsqueeze(0).expand(self.n_members, *spikes.shape)
+        if (not torch.is_tensor(spikes) or spikes.dim() < 4 or spikes.shape[-2] != n_rows
+                or spikes.shape[-4] != self.n_members):
             shape = tuple(spikes.shape) if torch.is_tensor(spikes) else type(spikes).__name__
-            raise ValueError(f"{name} must be a tensor of shape (..., {n_rows}, n_bins), got {shape}")
+            raise ValueError(f"{name} must be a tensor of shape (n_sequences, {n_rows}, n_bins) or (..., "
+                             f"{self.n_members}, n_sequences, {n_rows}, n_bins), got {shape}")
+        return spikes
 
-    def _conv(self, conv: nn.Conv1d, spikes: torch.Tensor, left: int) -> torch.Tensor:
-        lead = spikes.shape[:-2]
-        flat = spikes.reshape(-1, *spikes.shape[-2:]).to(conv.weight.dtype)
-        out = conv(F.pad(flat, (left, 0)) if left else flat)
-        return out.reshape(*lead, *out.shape[-2:])
+    def _grouped_conv(self, spikes, weight, bias, left: int, right: int) -> torch.Tensor:
+        """Each member's Conv1d on its own slice: ``(..., M, B, C, T)`` -> ``(..., M, B, O, T')``."""
+        *lead, members, batch, channels, bins = spikes.shape
+        x = spikes.to(weight.dtype).reshape(-1, members, batch, channels, bins).transpose(1, 2)
+        x = F.pad(x.reshape(-1, members * channels, bins), (left, right))
+        out_channels = weight.shape[1]
+        out = F.conv1d(x, weight.reshape(members * out_channels, *weight.shape[2:]),
+                       bias.reshape(-1), groups=members)
+        out = out.reshape(-1, batch, members, out_channels, out.shape[-1]).transpose(1, 2)
+        return out.reshape(*lead, members, batch, out_channels, out.shape[-1])
 
     def firing_rate(self, spikes: torch.Tensor) -> torch.Tensor:
         r"""Generative rates :math:`\lambda_{n,t}` from the spikes of bins :math:`t-L, \dots, t-1`.
 
-        ``spikes``: ``(..., N, T)`` (visible rows first). Returns ``(..., N, T)``.
+        ``spikes``: ``(..., M, B, N, T)`` or ``(B, N, T)`` (visible rows first). Returns
+        ``(..., M, B, N, T)``.
         """
-        self._check_spikes(spikes, self.n_neurons, "spikes")
-        drive = self._conv(self.generative, spikes, self.history)[..., :-1]  # drop the rate of bin T
+        spikes = self.per_member(spikes, self.n_neurons, "spikes")
+        drive = self._grouped_conv(spikes, self.gen_weight, self.gen_bias, self.history, 0)[..., :-1]
         return F.softplus(drive).clamp(max=self.max_rate)
 
     def posterior_rate(self, visible: torch.Tensor) -> torch.Tensor:
         r"""Posterior rates of the hidden spikes, :math:`\min(\mathrm{softplus}(V * x + c), \lambda_{max})`.
 
-        ``visible``: ``(..., V, T)``. Returns ``(..., H, T)``.
+        ``visible``: ``(..., M, B, V, T)`` or ``(B, V, T)``. Returns ``(..., M, B, H, T)``.
         """
-        self._check_spikes(visible, self.n_visible, "visible")
-        return F.softplus(self._conv(self.posterior, visible, 0)).clamp(max=self.max_rate)
+        visible = self.per_member(visible, self.n_visible, "visible")
+        h = self.posterior_half_width
+        return F.softplus(self._grouped_conv(visible, self.post_weight, self.post_bias, h, h)
+                          ).clamp(max=self.max_rate)
 
     def log_joint(self, visible: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p(x, z)` summed over neurons and bins; ``hidden`` may carry extra leading sample dims.
+        r""":math:`\log p(x, z)` summed over neurons and bins, per member and sequence.
 
-        ``visible``: ``(B, V, T)``; ``hidden``: ``(..., B, H, T)``. Returns ``hidden.shape[:-2]``.
+        ``visible``: ``(M, B, V, T)`` or ``(B, V, T)``; ``hidden``: ``(..., M, B, H, T)`` (extra leading
+        sample dimensions allowed). Returns ``hidden.shape[:-2]``.
         """
-        self._check_spikes(hidden, self.n_hidden, "hidden")
+        visible = self.per_member(visible, self.n_visible, "visible")
+        hidden = self.per_member(hidden, self.n_hidden, "hidden")
         spikes = torch.cat([visible.to(hidden.dtype).expand(*hidden.shape[:-2], *visible.shape[-2:]),
                             hidden], dim=-2)
         return poisson_log_prob(spikes, self.firing_rate(spikes)).sum((-2, -1))
 
     @torch.no_grad()
     def sample(self, n_sequences: int, n_bins: int, generator: Optional[torch.Generator] = None):
-        """Ancestral sampling from zero history. Returns ``(spikes, rates)``, each ``(n_sequences, N, n_bins)``."""
+        """Ancestral sampling from zero history. Returns ``(spikes, rates)``, each
+        ``(M, n_sequences, N, n_bins)``."""
         if n_sequences < 1 or n_bins < 1:
             raise ValueError(f"n_sequences and n_bins must be >= 1, got {n_sequences} and {n_bins}")
-        weight = self.weight
-        lag = self.history
-        spikes = torch.zeros(n_sequences, self.n_neurons, n_bins + lag, dtype=weight.dtype,
-                             device=weight.device)
-        rates = torch.zeros(n_sequences, self.n_neurons, n_bins, dtype=weight.dtype, device=weight.device)
+        weight, lag = self.gen_weight, self.history
+        shape = (self.n_members, n_sequences, self.n_neurons)
+        spikes = torch.zeros(*shape, n_bins + lag, dtype=weight.dtype, device=weight.device)
+        rates = torch.zeros(*shape, n_bins, dtype=weight.dtype, device=weight.device)
         for t in range(n_bins):
-            drive = self.generative(spikes[:, :, t:t + lag])[..., 0]
-            rates[:, :, t] = F.softplus(drive).clamp(max=self.max_rate)
-            spikes[:, :, t + lag] = torch.poisson(rates[:, :, t], generator=generator)
-        return spikes[:, :, lag:], rates
+            drive = self._grouped_conv(spikes[..., t:t + lag], self.gen_weight, self.gen_bias, 0, 0)[..., 0]
+            rates[..., t] = F.softplus(drive).clamp(max=self.max_rate)
+            spikes[..., t + lag] = torch.poisson(rates[..., t], generator=generator)
+        return spikes[..., lag:], rates
 
 
 @dataclass
@@ -182,12 +265,13 @@ class POGLMData:
         return float((rates >= self.max_rate).double().mean())
 
     def true_model(self, **kwargs) -> POGLM:
-        """A :class:`POGLM` whose generative weights are the ground truth (posterior left at its init)."""
+        """A one-member :class:`POGLM` whose generative weights are the ground truth (posterior left at
+        its initialisation)."""
         kwargs.setdefault("max_rate", self.max_rate)
         model = POGLM(self.n_visible, self.n_hidden, self.weight.shape[-1], **kwargs)
         with torch.no_grad():
-            model.generative.weight.copy_(self.weight)
-            model.generative.bias.copy_(self.bias)
+            model.gen_weight.copy_(self.weight.expand_as(model.gen_weight))
+            model.gen_bias.copy_(self.bias.expand_as(model.gen_bias))
         return model
 
 
@@ -232,10 +316,10 @@ def simulate_poglm_data(seed: int = 0, n_visible: int = 3, n_hidden: int = 2, hi
         weight = s_w * torch.randn(n, n, history, generator=generator)
         bias = s_b * torch.randn(n, generator=generator)
     with torch.no_grad():
-        model.generative.weight.copy_(weight)
-        model.generative.bias.copy_(bias)
-    train, train_rates = model.sample(n_train, n_bins, generator)
-    test, test_rates = model.sample(n_test, n_bins, generator)
+        model.gen_weight.copy_(weight[None])
+        model.gen_bias.copy_(bias[None])
+    train, train_rates = (t[0] for t in model.sample(n_train, n_bins, generator))
+    test, test_rates = (t[0] for t in model.sample(n_test, n_bins, generator))
     return POGLMData(train, test, train_rates, test_rates, weight.clone(), bias.clone(),
                      n_visible, n_hidden, int(seed), regime, float(max_rate))
 
@@ -246,244 +330,106 @@ def _check_samples(n_samples) -> int:
     return n_samples
 
 
-def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature: Optional[float] = None,
-                  n_samples: int = 1, n_categories: int = POGLM_GSM_CATEGORIES) -> torch.Tensor:
-    r"""Training loss: minus the ELBO per sequence, averaged over the batch, with one gradient estimator.
+def _member_temperatures(temperature, n_members: int, like: torch.Tensor):
+    """A scalar, or one temperature per member shaped to broadcast against ``(M, B, H, T)`` rates."""
+    if temperature is None or isinstance(temperature, (int, float)):
+        return temperature
+    values = torch.as_tensor(temperature, dtype=like.dtype, device=like.device).reshape(-1)
+    if values.numel() != n_members:
+        raise ValueError(f"temperature needs one value per member ({n_members}), got {values.numel()}")
+    return values.reshape(n_members, 1, 1, 1)
+
+
+def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature=None,
+                  n_samples: int = 1, n_categories: int = POGLM_GSM_CATEGORIES, *,
+                  baseline: Optional[bool] = None) -> torch.Tensor:
+    r"""Training loss: minus the ELBO per sequence, averaged over each member's sequences, shape ``(M,)``.
 
     Args:
-        visible: ``(B, V, T)`` visible spike counts.
+        visible: ``(M, B, V, T)`` visible spike counts, or ``(B, V, T)`` for every member.
         method: ``"score"``, or a pathwise registry name (``"eat-cubic"``, ``"eat-sigmoid"``, ``"gsm"``,
-            ...), passed to :func:`hitchhiker.surrogate_loss`: pathwise methods draw relaxed
-            :math:`\tilde z` and differentiate through them; ``"score"`` draws exact counts and uses
-            the score-function surrogate (leave-one-out baseline when ``n_samples >= 2``, none for a
-            single sample).
-        temperature: :math:`\tau` of the relaxation (pathwise methods only; must be ``None`` for score).
+            ...), passed to :func:`hitchhiker.surrogate_loss` (one call for all members): pathwise methods
+            draw relaxed :math:`\tilde z` and differentiate through them; ``"score"`` draws exact counts
+            and uses the score-function surrogate (leave-one-out baseline when ``n_samples >= 2``, none
+            for a single sample, unless ``baseline`` says otherwise).
+        temperature: :math:`\tau` of the relaxation, a number or one per member (pathwise methods only;
+            must be ``None`` for score).
         n_samples: Monte Carlo samples of :math:`z` per sequence.
         n_categories: ``K`` of the Gumbel-softmax (``"gsm"`` only).
+        baseline: ``"score"`` only: ``False`` drops the leave-one-out baseline at any ``n_samples``
+            (the official POGLM code has none), ``True`` requires it, ``None`` uses it when
+            ``n_samples >= 2`` (:func:`hitchhiker.surrogate_loss`).
 
     The value is the Monte Carlo estimate of :math:`-\mathcal L` (with relaxed counts for pathwise
     methods, exact for score).
     """
     check_method(method, PATHWISE_METHODS + ("score",))
     n_samples = _check_samples(n_samples)
-    rate = model.posterior_rate(visible)
+    visible = model.per_member(visible, model.n_visible, "visible")
+    rate = model.posterior_rate(visible)                          # (M, B, H, T)
     extra = {"n_categories": n_categories} if method == "gsm" else {}
+    if baseline is not None:
+        extra["baseline"] = baseline
+    tau = _member_temperatures(temperature, model.n_members, rate)
 
-    def per_sample_loss(hidden, log_q):                  # hidden: (S, B, H, T) -> (S, B)
+    def per_sample_loss(hidden, log_q):                           # (S, M, B, H, T) -> (S, M, B)
         return log_q.sum((-2, -1)) - model.log_joint(visible, hidden)   # -(log p - log q)
 
-    return surrogate_loss(method, rate, per_sample_loss, temperature, n_samples,
-                          with_log_prob=True, **extra).mean()
+    return surrogate_loss(method, rate, per_sample_loss, tau, n_samples, with_log_prob=True,
+                          **extra).mean(-1)
+
+
+def negative_log_joint(model: POGLM, spikes: torch.Tensor) -> torch.Tensor:
+    r"""The oracle's loss: :math:`-\log p(x, z)` with the hidden spikes *observed*, per member ``(M,)``."""
+    spikes = model.per_member(spikes, model.n_neurons, "spikes")
+    v = model.n_visible
+    return -model.log_joint(spikes[..., :v, :], spikes[..., v:, :]).mean(-1)
 
 
 @torch.no_grad()
-def evaluate_poglm(model: POGLM, spikes: torch.Tensor, n_samples: int = 256, seed: int = 0) -> dict:
-    r"""Test ELBO and importance-sampled log-likelihood per sequence, with exact counts from :math:`q`.
+def evaluate(model: POGLM, spikes: torch.Tensor, n_samples: int = 256, seed: int = 0,
+             chunk: int = 64) -> dict:
+    r"""Test ELBO and importance-sampled log-likelihood per sequence, per member, with exact counts from
+    :math:`q`.
 
     With :math:`w_s = p(x, z_s)/q(z_s \mid x)` for :math:`z_s \sim q`, ``elbo`` is
     :math:`\frac1S\sum_s \log w_s` and ``log_likelihood`` is :math:`\log\frac1S\sum_s w_s`, a
     stochastic lower bound of :math:`\log p(x)` that tightens as ``S`` grows and is never below the ELBO
-    estimate from the same samples. Both are averaged over sequences (nats per sequence).
-    ``spikes`` may hold visible rows only or all neurons (hidden rows are ignored).
+    estimate from the same samples. Both are averaged over sequences (nats per sequence). ``spikes``:
+    ``(M, B, N or V, T)`` or ``(B, N or V, T)`` (hidden rows are ignored); the draws come from a generator
+    seeded with ``seed``, ``chunk`` samples at a time.
+
+    Returns ``{"elbo": (M,), "log_likelihood": (M,), "log_weights": (S, M, B)}`` (double tensors).
     """
     n_samples = _check_samples(n_samples)
-    visible = spikes[:, :model.n_visible]
+    if torch.is_tensor(spikes) and spikes.dim() == 3:
+        spikes = spikes.unsqueeze(0).expand(model.n_members, *spikes.shape)
+    visible = spikes[..., :model.n_visible, :]
     generator = torch.Generator(device=visible.device).manual_seed(int(seed))
     rate = model.posterior_rate(visible)
-    hidden = torch.poisson(rate.expand(n_samples, *rate.shape).contiguous(), generator=generator)
-    log_w = model.log_joint(visible, hidden) - poisson_log_prob(hidden, rate).sum((-2, -1))  # (S, B)
+    log_w = []
+    for start in range(0, n_samples, chunk):
+        size = min(chunk, n_samples - start)
+        hidden = torch.poisson(rate.expand(size, *rate.shape).contiguous(), generator=generator)
+        log_w.append((model.log_joint(visible, hidden)
+                      - poisson_log_prob(hidden, rate).sum((-2, -1))).double())
+    log_w = torch.cat(log_w)                                               # (S, M, B)
     log_likelihood = torch.logsumexp(log_w, 0) - math.log(n_samples)
-    return {"elbo": float(log_w.mean()), "log_likelihood": float(log_likelihood.mean())}
+    return {"elbo": log_w.mean(0).mean(-1), "log_likelihood": log_likelihood.mean(-1),
+            "log_weights": log_w}
 
 
-def hidden_permutations(n_visible: int, n_hidden: int) -> list[tuple[int, ...]]:
-    """All neuron orderings that keep the visible neurons in place and permute the hidden ones."""
-    visible = tuple(range(n_visible))
-    return [visible + tuple(n_visible + p for p in perm) for perm in permutations(range(n_hidden))]
-
-
-def match_hidden_neurons(true_weight: torch.Tensor, learned_weight: torch.Tensor, n_visible: int):
-    r"""The relabelling of learned neurons that best matches the truth (hidden neurons are exchangeable).
-
-    Tries every permutation :math:`\pi` of the hidden neurons (``H!`` of them) and returns the one
-    minimising :math:`\sum |W - W^{learned}_{\pi,\pi}|` as a list: learned neuron ``perm[n]`` plays true
-    neuron ``n``.
-    """
-    if true_weight.shape != learned_weight.shape or true_weight.dim() != 3:
-        raise ValueError(f"true_weight {tuple(true_weight.shape)} and learned_weight "
-                         f"{tuple(learned_weight.shape)} must both be (N, N, L)")
-    n = true_weight.shape[0]
-    learned = learned_weight.detach().to(true_weight)
-    best, best_error = None, math.inf
-    for perm in hidden_permutations(n_visible, n - n_visible):
-        index = list(perm)
-        error = float((true_weight - learned[index][:, index]).abs().sum())
-        if error < best_error:
-            best, best_error = index, error
-    return best
-
-
-def recovery_errors(model: POGLM, true_weight: torch.Tensor, true_bias: torch.Tensor) -> dict:
-    """Mean absolute weight and bias errors after matching the hidden neurons' permutation.
-
-    Returns ``{"weight_error", "bias_error", "permutation", "weight"}`` (``weight``: the learned weights
-    relabelled to the true neurons' order, for plotting against the truth).
-    """
-    perm = match_hidden_neurons(true_weight, model.weight, model.n_visible)
-    learned = model.weight.detach().cpu()[perm][:, perm]
-    bias = model.bias.detach().cpu()[perm]
-    return {"weight_error": float((learned - true_weight.cpu()).abs().mean()),
-            "bias_error": float((bias - true_bias.cpu()).abs().mean()),
-            "permutation": perm, "weight": learned}
-
-
-#: The blocks of the connectivity that :func:`block_errors` reports, ``target<-source``.
-POGLM_BLOCKS = ("vis<-vis", "vis<-hid", "hid<-vis", "hid<-hid", "all")
-
-
-def block_errors(true_weight: torch.Tensor, learned_weight: torch.Tensor, n_visible: int) -> dict:
-    r"""Mean absolute weight error per block of the connectivity, after matching the hidden neurons.
-
-    The hidden relabelling is the one :func:`match_hidden_neurons` picks on the whole matrix. Blocks
-    (rows are targets, columns sources): ``"vis<-vis"`` = :math:`W_{1:V,1:V}`, ``"vis<-hid"`` (hidden
-    drive the visible), ``"hid<-vis"``, ``"hid<-hid"``, and ``"all"``. Every tap counts once, so
-    ``"all"`` is the tap-weighted mean of the four blocks. ``learned_weight = 0`` gives the error of
-    guessing :math:`W = 0`.
-    """
-    perm = match_hidden_neurons(true_weight, learned_weight, n_visible)
-    learned = learned_weight.detach().to(true_weight)[perm][:, perm]
-    error = (learned - true_weight).abs()
-    v = n_visible
-    blocks = {"vis<-vis": error[:v, :v], "vis<-hid": error[:v, v:], "hid<-vis": error[v:, :v],
-              "hid<-hid": error[v:, v:], "all": error}
-    return {name: float(block.mean()) for name, block in blocks.items()}
-
-
-def train_poglm(data: POGLMData, method: str, temperature: Optional[float] = None, n_samples: int = 1, *,
-                seed: int = 0, epochs: int = 100, batch_size: int = 8, lr: float = 1e-3,
-                n_categories: int = POGLM_GSM_CATEGORIES, device=None, checkpoint=None,
-                progress_bar: bool = False):
-    """Fit a fresh :class:`POGLM` to ``data.train`` (visible rows only) with :func:`hitchhiker.fit`.
-
-    The defaults are the official training setup: AdamW, learning rate 1e-3, batch 8, 100 epochs.
-    Returns ``(model, history)``.
-    """
-    check_method(method, PATHWISE_METHODS + ("score",))
-    seed_everything(seed)
-    model = POGLM(data.n_visible, data.n_hidden, data.weight.shape[-1])
-    if device is not None:
-        model.to(device)
-    visible = data.train[:, :data.n_visible]
-
-    def loss_fn(net, batch, progress):
-        return negative_elbo(net, batch, method, temperature, n_samples, n_categories)
-
-    settings = {"model": "poglm", "method": method, "temperature": temperature, "n_samples": n_samples,
-                "n_categories": n_categories if method == "gsm" else None, "data_seed": data.seed}
-    history = fit(model, loss_fn, visible, epochs=epochs, batch_size=batch_size, lr=lr,
-                  optimizer="adamw", seed=seed, device=device, checkpoint=checkpoint, settings=settings,
-                  progress_bar=progress_bar, desc=f"poglm {method}")
-    return model, history
-
-
-def run_poglm(data: POGLMData, method: str, temperature: Optional[float] = None, n_samples: int = 1, *,
-              seed: int = 0, epochs: int = 100, eval_samples: int = 256, **train_kwargs):
-    """Train one POGLM and evaluate it on ``data.test``; returns ``(row, model)``.
-
-    ``row`` has ``method, temperature, n_samples, seed, n_categories, epochs, test_elbo,
-    test_log_likelihood, weight_error, bias_error, final_train_loss, train_loss_trend``. ``temperature`` is ``None`` for the score function, ``n_categories`` is ``None``
-    except for ``"gsm"``, ``train_loss_trend`` is :func:`training_trend` of the training losses.
-    """
-    model, history = train_poglm(data, method, temperature, n_samples, seed=seed, epochs=epochs,
-                                 **train_kwargs)
-    model = model.cpu()
-    scores = evaluate_poglm(model, data.test, eval_samples, seed=seed)
-    errors = recovery_errors(model, data.weight, data.bias)
-    n_categories = train_kwargs.get("n_categories", POGLM_GSM_CATEGORIES) if method == "gsm" else None
-    row = {"method": method, "temperature": temperature, "n_samples": n_samples, "seed": seed,
-           "n_categories": n_categories, "epochs": epochs, "test_elbo": scores["elbo"],
-           "test_log_likelihood": scores["log_likelihood"],
-           "weight_error": errors["weight_error"], "bias_error": errors["bias_error"],
-           "final_train_loss": history["loss"][-1] if history["loss"] else math.nan,
-           "train_loss_trend": training_trend(history["loss"])}
-    return row, model
-
-
-def training_trend(losses) -> float:
-    """Mean loss of the last tenth of the epochs minus that of the tenth before (negative: still falling).
-
-    ``nan`` with fewer than two epochs.
-    """
-    losses = list(losses)
-    width = max(1, len(losses) // 10)
-    if len(losses) < 2 * width or len(losses) < 2:
-        return math.nan
-    last, before = losses[-width:], losses[-2 * width:-width]
-    return sum(last) / width - sum(before) / width
-
-
-# ----------------------------------------------------------------------------------------- figures
-def draw_network(ax, weight: torch.Tensor, n_visible: int, threshold: float = 0.0) -> None:
-    """Draw the neurons as a graph: visible filled, hidden open; an arrow m -> n per summed weight.
-
-    The arrow from neuron ``m`` to ``n`` carries :math:`\\sum_k W_{n,m,k}` (red excitatory, blue
-    inhibitory, width proportional to its size); self-connections are left out. Arrows below
-    ``threshold`` in absolute value are not drawn.
-    """
-    from matplotlib.patches import Circle, FancyArrowPatch
-
-    net = weight.detach().cpu().sum(-1)
-    n = net.shape[0]
-    n_hidden = n - n_visible
-    gap = 1.4
-    pos = {i: (gap * (i - (n_visible - 1) / 2), 1.3) for i in range(n_visible)}
-    pos.update({n_visible + j: (gap * (j - (n_hidden - 1) / 2), 0.0) for j in range(n_hidden)})
-    top = float(net.abs().max()) or 1.0
-    radius = 0.2
-    for target in range(n):
-        for source in range(n):
-            w = float(net[target, source])
-            if source == target or abs(w) <= threshold:
-                continue
-            arrow = FancyArrowPatch(pos[source], pos[target], connectionstyle="arc3,rad=0.15",
-                                    arrowstyle="-|>", mutation_scale=9, shrinkA=12, shrinkB=12,
-                                    color="#c0392b" if w > 0 else "#2e6fbf", alpha=0.8,
-                                    linewidth=0.4 + 2.6 * abs(w) / top)
-            ax.add_patch(arrow)
-    for i, (x, y) in pos.items():
-        hidden = i >= n_visible
-        ax.add_patch(Circle((x, y), radius, facecolor="white" if hidden else "0.25",
-                            edgecolor="0.25", linewidth=1.5, linestyle="--" if hidden else "-", zorder=3))
-        ax.text(x, y, str(i + 1), ha="center", va="center", zorder=4, fontsize=9,
-                color="0.1" if hidden else "white")
-    half = gap * (max(n_visible, n_hidden) - 1) / 2 + 0.35
-    ax.set_xlim(-half, half)
-    ax.set_ylim(-0.4, 1.7)
-    ax.set_aspect("equal")
-    ax.axis("off")
-
-
-def connectivity_matrix(weight: torch.Tensor):
-    """``(N, N, L)`` weights laid out as an ``(N, N*L)`` NumPy image: row = target, column block = source.
-
-    Within a source's block the taps run from the oldest bin (lag ``L``) to the newest (lag 1).
-    """
-    w = weight.detach().cpu()
-    return w.reshape(w.shape[0], -1).numpy()
-
-
-def plot_spike_counts(ax, spikes: torch.Tensor, n_visible: int, max_count: Optional[float] = None):
-    """Spike counts of one sequence as an image (neurons x bins); a line separates visible from hidden.
-
-    Returns the image (for a colour bar).
-    """
-    counts = spikes.detach().cpu().numpy()
-    image = ax.imshow(counts, aspect="auto", interpolation="nearest", cmap="Greys",
-                      vmin=0, vmax=max_count if max_count is not None else float(counts.max()))
-    ax.axhline(n_visible - 0.5, color="#d62728", linewidth=1.2)
-    ax.set_yticks(range(counts.shape[0]))
-    ax.set_yticklabels([f"{i + 1}{' (hidden)' if i >= n_visible else ''}" for i in range(counts.shape[0])])
-    ax.set_xlabel("time bin")
-    ax.set_ylabel("neuron")
-    ax.grid(False)
-    return image
+def regime_summary(datasets: dict, n_categories: int = POGLM_GSM_CATEGORIES) -> list:
+    r"""Per regime, the true rates that an estimator must cover: mean and largest rate, the share of
+    bins at the clamp, and the Poisson mass a GSM truncated to ``n_categories`` drops,
+    :math:`P(z \ge K)`, averaged over all bins and at the largest rate."""
+    out = []
+    counts = torch.arange(n_categories, dtype=torch.float64)
+    for regime, data in datasets.items():
+        rates = torch.cat([data.train_rates.flatten(), data.test_rates.flatten()]).double()
+        tail = 1 - poisson_log_prob(counts, rates[:, None]).exp().sum(-1)           # P(z >= K)
+        at_max = 1 - poisson_log_prob(counts, rates.max()[..., None]).exp().sum(-1)
+        out.append({"regime": regime, "mean_rate": float(rates.mean()), "max_rate": float(rates.max()),
+                    "clamp_share": data.clamp_share(), "tail_mass_mean": float(tail.mean()),
+                    "tail_mass_at_max": float(at_max)})
+    return out
