@@ -113,7 +113,7 @@ doctest: install
 
 # Style kept by configuration (pyproject.toml [tool.ruff]): line length, import order, unused names.
 lint: install
-	$(BIN)/ruff check hitchhiker tests benchmarks book/_ext
+	$(BIN)/ruff check hitchhiker tests benchmarks book/_ext tools
 
 test: lint typecheck doctest unit core notebooks colab book browser
 

@@ -178,3 +178,16 @@ def test_every_chapter_cites_known_references(page):
     assert keys, f"{page} cites nothing"
     unknown = set(keys) - bib_keys()
     assert not unknown, f"{page} cites keys missing from book/references.bib: {sorted(unknown)}"
+
+
+def test_every_page_reads_without_sideways_scrolling_or_visible_nbval_markers():
+    """tools/nb_tags.py --check: no visible code line wider than the column, no ``# NBVAL_*`` comment
+    (markers are cell tags), every figure's plotting code behind a toggle."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    pages = sorted(str(p) for p in (root / "book").glob("*.ipynb"))
+    result = subprocess.run([sys.executable, str(root / "tools" / "nb_tags.py"), "--check", *pages],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -60,7 +60,7 @@ return {
 MIN_TEXT_PX = 7.5
 #: Pages that still fail, with what fails there (found by this test on the build of 2026-12-05);
 #: they are reported as expected failures until their notebooks are tidied
-#: (``python /work/team/tools/nb_tags.py --check book/<page>.ipynb`` lists the code lines longer than
+#: (``python tools/nb_tags.py --check book/<page>.ipynb`` lists the code lines longer than
 #: the column and the ``# NBVAL_*`` comments to turn into tags) and, for a figure, re-executed after
 #: its font is raised. A page that passes shows up as XPASS: take it off this list.
 _LONG_CODE = "code cells with lines longer than the column (> 88 characters)"

@@ -205,9 +205,13 @@ def plot_regime_maps(maps: dict, axes=None):
 
     from ..common.plotting import BOOK_WIDTH, method_color, method_label
 
-    if axes is None:
-        _, axes = plt.subplots(1, len(maps), figsize=(BOOK_WIDTH, 3.2), squeeze=False, layout="constrained")
-        axes = axes[0]
+    if axes is None:  # two panels a row: at the book's width a panel of 7 rates keeps 8 pt labels legible
+        rows = -(-len(maps) // 2)
+        _, grid = plt.subplots(rows, 2, figsize=(BOOK_WIDTH, 2.9 * rows), squeeze=False,
+                               layout="constrained")
+        axes = grid.ravel()
+        for extra in axes[len(maps):]:
+            extra.set_visible(False)
     seen = set()
     for ax, (criterion, frame) in zip(axes, maps.items()):
         rates, taus = sorted(frame["rate"].unique()), sorted(frame["temperature"].unique())
@@ -216,15 +220,16 @@ def plot_regime_maps(maps: dict, axes=None):
             colour = "0.85" if row.winner == TIE else method_color(row.winner)
             ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, color=colour, alpha=0.8, lw=0))
             text = "=" if row.winner == TIE else (f"{row.margin:.1f}" if row.margin < 100 else ">99")
-            ax.text(i, j, text, ha="center", va="center", fontsize=6)
+            ax.text(i, j, text, ha="center", va="center", fontsize=8)
             seen.add(row.winner)
         ax.set_xlim(-0.5, len(rates) - 0.5)
         ax.set_ylim(-0.5, len(taus) - 0.5)
-        ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates], fontsize=6, rotation=90)
-        ax.set_yticks(range(len(taus)), [f"{t:g}" for t in taus], fontsize=6)
+        ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates], fontsize=8)
+        ax.set_yticks(range(len(taus)), [f"{t:g}" for t in taus], fontsize=8)
         ax.set(title=criterion, xlabel=r"rate $\lambda$")
         ax.grid(False)
-    axes[0].set_ylabel(r"temperature $\tau$")
+    for ax in axes[:len(maps)]:
+        ax.set_ylabel(r"temperature $\tau$")
     handles = [plt.Rectangle((0, 0), 1, 1, color="0.85" if m == TIE else method_color(m))
                for m in sorted(seen)]
     labels = ["tie (unresolved or negligible)" if m == TIE else method_label(m) for m in sorted(seen)]
@@ -233,5 +238,5 @@ def plot_regime_maps(maps: dict, axes=None):
 
     outside = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
     fig.legend(handles, labels, loc="outside lower center" if outside else "lower center", ncol=len(handles),
-               fontsize=7, frameon=False)
+               fontsize=8, frameon=False)
     return fig
