@@ -58,20 +58,12 @@ return {
 
 #: The smallest displayed text a figure may have, CSS pixels ("about 8 px"; 7.5 leaves room for rounding).
 MIN_TEXT_PX = 7.5
-#: Pages that still fail, with what fails there (found by this test on the build of 2026-12-05);
-#: they are reported as expected failures until their notebooks are tidied
+#: Pages that still fail, with what fails there (none since every page was tidied on 2026-12-05);
+#: a page listed here is reported as an expected failure until its notebook is tidied
 #: (``python tools/nb_tags.py --check book/<page>.ipynb`` lists the code lines longer than
 #: the column and the ``# NBVAL_*`` comments to turn into tags) and, for a figure, re-executed after
 #: its font is raised. A page that passes shows up as XPASS: take it off this list.
-_LONG_CODE = "code cells with lines longer than the column (> 88 characters)"
-KNOWN_ILLEGIBLE: dict[str, str] = {
-    "book/02_campbell.html": f"10 {_LONG_CODE}",
-    "book/03_gumbel_softmax.html": f"8 {_LONG_CODE}",
-    "book/04_fidelity.html": f"17 {_LONG_CODE}",
-    "book/05_gradient_quality.html": f"12 {_LONG_CODE}",
-    "book/07_poglm.html": f"14 {_LONG_CODE}",
-    "book/08_recommendations.html": f"13 {_LONG_CODE}; a figure whose 6 pt text shows at 7.4 px",
-}
+KNOWN_ILLEGIBLE: dict[str, str] = {}
 
 #: Opens every toggle (hidden code cells, solutions, dropdowns), so that what a reader can unfold is
 #: measured too, then waits for the page to settle.
