@@ -231,3 +231,19 @@ def check_param(constraint, value: torch.Tensor, name: str, requirement: str) ->
     if not bool(ok.all()):
         bad = value.detach()[~ok].flatten()[:3].tolist()
         raise ValueError(f"{name} must be {requirement}; got invalid values such as {bad}")
+
+
+def real_tensor(value, name: str, device=None, expected: str = "a real tensor or numbers") -> torch.Tensor:
+    """``value`` as a real (not complex or boolean) tensor, or ``TypeError`` naming ``name``.
+
+    A tensor passes through as it is; anything else goes through :func:`torch.as_tensor` (on ``device``),
+    and what cannot be converted is refused as not ``expected``.
+    """
+    if not torch.is_tensor(value):
+        try:
+            value = torch.as_tensor(value, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__}") from err
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{name} must be real, got a {value.dtype} tensor")
+    return value

@@ -60,7 +60,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ._validation import check_bool, check_param, check_positive_int, finite_nonnegative
+from ._validation import check_bool, check_param, check_positive_int, finite_nonnegative, real_tensor
 from .estimators import PATHWISE_METHODS, check_method, surrogate_loss
 
 __all__ = ["compare_estimators", "EstimatorComparison", "recommend_estimator"]
@@ -421,13 +421,7 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
                              f"{2 * n_groups}, got {value!r}")
     exact = None
     if exact_gradient is not None:
-        try:
-            exact = torch.as_tensor(exact_gradient)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"exact_gradient must be a tensor of rate's shape, got "
-                            f"{type(exact_gradient).__name__}") from err
-        if exact.is_complex() or exact.dtype == torch.bool:
-            raise TypeError(f"exact_gradient must be real, got a {exact.dtype} tensor")
+        exact = real_tensor(exact_gradient, "exact_gradient", expected="a tensor of rate's shape")
         if exact.shape != rate.shape:
             raise ValueError(f"exact_gradient must have rate's shape {tuple(rate.shape)}, "
                              f"got {tuple(exact.shape)}")

@@ -46,6 +46,7 @@ from ._validation import (
     finite_nonnegative,
     finite_positive,
     max_rate,
+    real_tensor,
 )
 from .indicators import INDICATORS, get_indicator
 from .moments import relaxed_mean, relaxed_variance
@@ -130,8 +131,8 @@ def poisson_log_prob(value, rate, *, validate_args=None, integer: bool = False) 
     ...
     ValueError: value must be finite and >= 0 (a count); got invalid values such as [-1.0]
     """
-    rate = _real_tensor(rate, "rate")
-    value = _real_tensor(value, "value", device=rate.device)
+    rate = real_tensor(rate, "rate")
+    value = real_tensor(value, "value", device=rate.device)
     value = check_same_device(value, "value", rate.device)
     validate = Distribution._validate_args if validate_args is None else validate_args
     if check_bool(validate, "validate_args"):
@@ -140,19 +141,6 @@ def poisson_log_prob(value, rate, *, validate_args=None, integer: bool = False) 
     if check_bool(integer, "integer"):
         check_param(_integral, value, "value", "an integer count (integer=True)")
     return _log_pmf(value, rate)
-
-
-def _real_tensor(value, name: str, device=None) -> torch.Tensor:
-    """A real (not complex or boolean) tensor, or ``TypeError`` naming ``name``."""
-    if not torch.is_tensor(value):
-        try:
-            value = torch.as_tensor(value, device=device)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a real tensor or numbers, got "
-                            f"{type(value).__name__}") from err
-    if value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"{name} must be real, got a {value.dtype} tensor")
-    return value
 
 
 class _Integral(constraints.Constraint):
@@ -278,7 +266,7 @@ class _PoissonRelaxation(Distribution):
         dtype; a floating ``value`` is promoted with it (:func:`poisson_log_prob`). Given
         ``log_rate``, :math:`z\log\lambda` uses it directly (exact where :math:`\lambda` underflows).
         """
-        value = _real_tensor(value, "value", device=self.rate.device)
+        value = real_tensor(value, "value", device=self.rate.device)
         value = check_same_device(value, "value", self.rate.device)
         if self._validate_args:
             self._validate_sample(value)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+from ._validation import real_tensor
+
 
 class MomentRatios(NamedTuple):
     """Empirical moments over the Poisson's: ``mean`` = mean/λ, ``variance`` = unbiased variance/λ."""
@@ -53,13 +55,7 @@ def _check_dim(samples: torch.Tensor, dim, name: str) -> int:
 
 
 def _float_samples(samples, name: str) -> torch.Tensor:
-    try:
-        samples = torch.as_tensor(samples)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a tensor or a sequence of numbers, got "
-                        f"{type(samples).__name__}") from err
-    if samples.is_complex() or samples.dtype == torch.bool:
-        raise TypeError(f"{name} must be real, got a {samples.dtype} tensor")
+    samples = real_tensor(samples, name, expected="a tensor or a sequence of numbers")
     if not samples.is_floating_point():
         samples = samples.to(torch.get_default_dtype())
     if samples.dim() == 0:
