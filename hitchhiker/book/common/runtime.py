@@ -28,11 +28,16 @@ def default_device() -> torch.device:
 
 
 def results_dir() -> Path:
-    """Where chapters store the numbers behind their figures (``HITCHHIKER_RESULTS`` overrides).
+    """Where chapters store the numbers behind their figures.
 
-    Notebooks run from ``book/``, so the default ``./results`` is ``book/results``.
+    ``$HITCHHIKER_RESULTS`` when set; else, in a source checkout of the book, its ``book/results``
+    (found from this package's location, so a command run from any directory reads and writes the
+    book's files); else ``./results`` (an installed package, e.g. in Colab).
     """
-    return Path(os.environ.get("HITCHHIKER_RESULTS", "results"))
+    if os.environ.get("HITCHHIKER_RESULTS"):
+        return Path(os.environ["HITCHHIKER_RESULTS"])
+    checkout = Path(__file__).resolve().parents[3] / "book" / "results"
+    return checkout if checkout.is_dir() else Path("results")
 
 
 def setup_chapter(seed: int = 0, verbose: bool = True):

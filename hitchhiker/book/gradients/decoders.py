@@ -10,7 +10,6 @@ location, not the working directory; random unit atoms are a sensitivity case.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -41,17 +40,12 @@ def random_unit_atoms(n_pixels: int = 256, n_latents: int = 512, seed: int = 0,
 
 
 def decoder_path(path=None) -> Path:
-    r"""Where :func:`main_setup_decoder` reads the trained decoders (``pvae_decoders.pt``).
-
-    ``path`` when given; else ``$HITCHHIKER_RESULTS/pvae_decoders.pt`` when that variable is set; else the
-    repository's ``book/results/pvae_decoders.pt``, found from this package's location (never from the
-    working directory). The file need not exist (:func:`main_setup_decoder` says so).
+    r"""Where :func:`main_setup_decoder` reads the trained decoders: ``path`` when given, else
+    ``pvae_decoders.pt`` in :func:`~hitchhiker.book.common.runtime.results_dir` (the checkout's
+    ``book/results``, found from the package, not the working directory). The file need not exist
+    (:func:`main_setup_decoder` says so).
     """
-    if path is not None:
-        return Path(path)
-    if os.environ.get("HITCHHIKER_RESULTS"):
-        return results_dir() / "pvae_decoders.pt"
-    return Path(__file__).resolve().parents[3] / "book" / "results" / "pvae_decoders.pt"
+    return Path(path) if path is not None else results_dir() / "pvae_decoders.pt"
 
 
 def main_setup_decoder(path=None, label: str = MAIN_DECODER_LABEL, n_pixels: int = 256,
