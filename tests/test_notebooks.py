@@ -31,11 +31,18 @@ TAKEAWAYS = re.compile(r"^(:{3,}|`{3,})\{admonition\} Takeaways\s*$", re.M)
 
 
 def colab_cell(repository_url: str) -> str:
-    """The standard first code cell of a chapter, installing from ``repository_url``."""
-    return ("# In Colab, install hitchhiker first (elsewhere it is already installed).\n"
+    """The standard first code cell of a chapter: in Colab, install from ``repository_url`` and fetch
+    the book's stored results (a shallow clone), then work from its ``book/`` folder, where the chapters
+    find ``results/`` everywhere else."""
+    return ("# In Colab, install hitchhiker and fetch the book's stored results, then work from its book/\n"
+            "# folder as the chapters do everywhere else (elsewhere all of it is already here).\n"
+            "import os\n"
             "import sys\n"
             'if "google.colab" in sys.modules:\n'
-            f'    %pip install --quiet "poisson-hitchhiker[book] @ git+{repository_url}"')
+            f'    %pip install --quiet "poisson-hitchhiker[book] @ git+{repository_url}"\n'
+            '    if not os.path.isdir("/content/hitchhiker"):\n'
+            f'        !git clone --quiet --depth 1 {repository_url} /content/hitchhiker\n'
+            '    %cd /content/hitchhiker/book')
 
 
 def read(page: str):
@@ -56,7 +63,7 @@ def bib_keys() -> set:
 def test_the_repository_url_lives_in_config():
     url = CONFIG["repository"]["url"]
     assert url.startswith("https://github.com/") and CONFIG["launch_buttons"]["colab_url"]
-    assert colab_cell(url).endswith(f'git+{url}"')
+    assert f'git+{url}"' in colab_cell(url) and f"clone --quiet --depth 1 {url} " in colab_cell(url)
 
 
 @pytest.mark.parametrize("page", NOTEBOOKS)
