@@ -138,21 +138,24 @@ def test_van_hateren_iml_reader(tmp_path):
     assert not np.array_equal(read, np.fromfile(tmp_path / "imk00001.iml", "<u2").reshape(1024, 1536))
 
 
-def test_van_hateren_source_end_to_end(tmp_path):
+def _two_van_hateren_images(tmp_path):
+    """A folder holding two small-raw-format van Hateren images (seeds 0 and 1)."""
     folder = tmp_path / "vh"
     folder.mkdir()
     _write_iml(folder / "imk00001.iml", 0)
     _write_iml(folder / "imk00002.iml", 1)
+    return folder
+
+
+def test_van_hateren_source_end_to_end(tmp_path):
+    folder = _two_van_hateren_images(tmp_path)
     data = D.natural_image_patches(200, 50, source="van_hateren", path=folder, cache_dir=tmp_path)
     assert data.train.shape == (200, 256) and torch.isfinite(data.train).all()
 
 
 
 def test_images_replaced_in_place_are_a_new_cache_entry(tmp_path):
-    folder = tmp_path / "vh"
-    folder.mkdir()
-    _write_iml(folder / "imk00001.iml", 0)
-    _write_iml(folder / "imk00002.iml", 1)
+    folder = _two_van_hateren_images(tmp_path)
     first = D.natural_image_patches(100, 20, source="van_hateren", path=folder, cache_dir=tmp_path)
     stamp = os.stat(folder).st_mtime_ns
     _write_iml(folder / "imk00002.iml", 2)                 # same name, new content
