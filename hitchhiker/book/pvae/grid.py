@@ -14,11 +14,14 @@ as one unsharded run::
 """
 from __future__ import annotations
 
+import fcntl
 import time
 from pathlib import Path
 from typing import Optional
 
-from ..common.checkpoint import canonical, data_digest
+import torch
+
+from ..common.checkpoint import atomic_write, canonical, data_digest
 from ..common.grid import load_shards, parse_shard, save_shard, shard_jobs
 from ..common.results import save_results
 from ..common.scale import current_scale, writes_results
@@ -26,7 +29,8 @@ from .config import relative_cost, run_label
 from .model import PoissonVAE
 from .train import pvae_jobs, run_pvae_config, save_decoders
 
-__all__ = ["decoder_labels", "main", "merge_shards", "train_shard", "write_pvae_results"]
+__all__ = ["decoder_labels", "main", "merge_shards", "train_shard", "update_pvae_results",
+           "write_pvae_results"]
 
 
 def decoder_labels(config: dict) -> list[str]:
@@ -53,6 +57,54 @@ def write_pvae_results(rows, curves, models: dict, config: dict, directory: str 
     if writes_results():
         folder = Path(directory) if directory is not None else results_dir()
         save_decoders(models, folder / "pvae_decoders.pt", decoder_labels(config))
+    return results, curves
+
+
+def update_pvae_results(rows, curves, models: dict, config: dict, directory: str | Path | None = None):
+    """Merge newly trained runs into the stored results files: each run of ``rows`` replaces the
+    stored row (and curve) of the same label, the others stay; rows come back in the grid's order,
+    and the decoders of :func:`decoder_labels` among the new runs join ``pvae_decoders.pt``.
+    Returns the merged ``(results, curves)``. For runs added to the grid after it was trained
+    (``python -m hitchhiker.book.pvae update --part long``), without training it all again."""
+    from ..common.runtime import results_dir
+
+    if not writes_results():
+        raise RuntimeError(f"update writes the stored results, not at scale {current_scale()!r}")
+    folder = Path(directory) if directory is not None else results_dir()
+    with open(folder / ".pvae-update.lock", "w") as lock:  # one update at a time (read-modify-write)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _update_locked(rows, curves, models, config, folder)
+
+
+def _update_locked(rows, curves, models, config, folder: Path):
+    import pandas as pd
+
+    from ..common.results import load_results
+
+    new = pd.DataFrame(rows).drop(columns="seconds", errors="ignore").assign(
+        scale=current_scale(), n_train=config["n_train"])
+    labels = set(new.apply(lambda r: run_label(r.to_dict()), axis=1))
+    order = {run_label(r): i for i, r in enumerate(config["runs"] + config["long_runs"])}
+    unknown = labels - set(order)
+    if unknown:
+        raise ValueError(f"runs not in this scale's grid: {sorted(unknown)}")
+
+    def merged(old, fresh):
+        keep = old[~old.apply(lambda r: run_label(r.to_dict()) in labels, axis=1)]
+        out = pd.concat([keep, fresh], ignore_index=True)
+        rank = out.apply(lambda r: order.get(run_label(r.to_dict()), len(order)), axis=1)
+        return out.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
+
+    results = merged(load_results("pvae", folder), new)
+    curves = merged(load_results("pvae_curves", folder), pd.DataFrame(curves))
+    save_results(results, "pvae", folder)
+    save_results(curves, "pvae_curves", folder)
+    path = folder / "pvae_decoders.pt"
+    decoders = dict(torch.load(path, weights_only=True)) if path.exists() else {}
+    wanted = [label for label in decoder_labels(config) if label in labels]
+    decoders.update(save_decoders(models, folder / "pvae_decoders.new.pt", wanted))
+    (folder / "pvae_decoders.new.pt").unlink()
+    atomic_write(path, lambda file: torch.save(decoders, file))
     return results, curves
 
 
@@ -111,10 +163,12 @@ def main(argv=None):
     from .data import natural_image_patches
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("command", nargs="?", default="train", choices=("train", "merge"))
+    parser.add_argument("command", nargs="?", default="train", choices=("train", "merge", "update"),
+                        help="update: train the runs asked for and merge them into the stored results")
     parser.add_argument("--methods", nargs="*", help="train only these methods (not with --shard)")
-    parser.add_argument("--part", nargs="*", choices=("main", "extra", "long"),
+    parser.add_argument("--part", nargs="*", choices=("main", "extra", "added", "long"),
                         help="train only these parts (not with --shard)")
+    parser.add_argument("--runs", nargs="*", help="train only the ensembles holding these run labels")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: the scale's)")
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--shard", default=None, help="K/N: train only shard K (0-based) of N")
@@ -145,8 +199,11 @@ def main(argv=None):
                            workers=args.workers, log=print)
         print(f"shard {args.shard} in {time.perf_counter() - start:.0f} s: {path}", flush=True)
         return
-    rows, _, _ = run_pvae_config(config, data, checkpoint_dir=folder, device=device, parts=args.part,
-                                 methods=args.methods, workers=args.workers, log=print)
+    rows, curves, models = run_pvae_config(config, data, checkpoint_dir=folder, device=device,
+                                           parts=args.part, methods=args.methods, workers=args.workers,
+                                           log=print, labels=args.runs)
+    if args.command == "update":
+        update_pvae_results(rows, curves, models, config, args.results_dir)
     for row in rows:
         print(run_label(row), f"val NELBO {row['val_nelbo']:.2f}",
               f"localisation {row['localisation']:.3f}, {row['seconds']:.0f} s", flush=True)

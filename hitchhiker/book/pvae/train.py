@@ -106,14 +106,23 @@ def _train_group(args):
 
 def evaluate_members(model: PoissonVAE, runs: Sequence[dict], val: torch.Tensor, *, val_samples: int = 4,
                      seed: int = 10_000) -> list[dict]:
-    """One row per member: validation NELBO with exact samples (``val_nelbo``, ``val_nelbo_se``), its
-    closed form (``val_nelbo_closed_form``) and the dictionary's median localisation."""
+    r"""One row per member: validation NELBO with exact samples (``val_nelbo``, ``val_nelbo_se``), its
+    closed form (``val_nelbo_closed_form``), the dictionary's median localisation, and two facts
+    about the validation posterior rates for GSM's truncation: the share whose own paper rule
+    :math:`K = \lfloor\lambda + 4\sqrt\lambda + 5\rfloor` exceeds the default cap
+    (``rate_share_above_gsm_cap``) and their 99.9% quantile (``rate_q999``)."""
     torch.manual_seed(seed)
     nelbo, se = validation_nelbo(model, val, n_samples=val_samples)
     closed, _ = validation_nelbo(model, val, exact=True)
     local = filter_localisation(model.filters.cpu()).median(-1).values
+    with torch.no_grad():
+        rates = model.rates(val.to(next(model.parameters()).device)).flatten(1).double().cpu()
+    rule = torch.floor(rates + 4 * rates.sqrt() + 5)
+    above = (rule > GSM_MAX_CATEGORIES).double().mean(-1)
+    q999 = torch.stack([torch.quantile(r, 0.999) for r in rates])  # (one member at a time: size limit)
     return [{**r, "val_nelbo": float(a), "val_nelbo_se": float(b), "val_nelbo_closed_form": float(c),
-             "localisation": float(d)} for r, a, b, c, d in zip(runs, nelbo, se, closed, local)]
+             "localisation": float(d), "rate_share_above_gsm_cap": float(e), "rate_q999": float(f)}
+            for r, a, b, c, d, e, f in zip(runs, nelbo, se, closed, local, above, q999)]
 
 
 def _run_jobs(train_x, val, jobs, *, batch_size, n_evals, val_samples, device, checkpoint_dir, workers,
@@ -122,7 +131,8 @@ def _run_jobs(train_x, val, jobs, *, batch_size, n_evals, val_samples, device, c
     args = []
     for group, schedule in jobs:
         kwargs = {"batch_size": batch_size, "n_evals": n_evals, "device": device, "log": log,
-                  "prior_log_rate_range": prior_log_rate_range}
+                  "prior_log_rate_range": prior_log_rate_range,
+                  "gsm_max_categories": group[0].get("gsm_max_categories") or GSM_MAX_CATEGORIES}
         if checkpoint_dir is not None:
             kwargs["checkpoint"] = Path(checkpoint_dir) / group_label(group)
         args.append((train_x, val, group, schedule, kwargs, 1 if workers > 1 else None))
@@ -189,18 +199,25 @@ def pvae_jobs(config: dict, parts: Optional[Sequence[str]] = None,
 
 def run_pvae_config(config: dict, data, *, checkpoint_dir: str | Path | None = None, device=None,
                     parts: Optional[Sequence[str]] = None, methods: Optional[Sequence[str]] = None,
-                    workers: Optional[int] = None, jobs: Optional[Sequence[int]] = None, log=None):
+                    workers: Optional[int] = None, jobs: Optional[Sequence[int]] = None, log=None,
+                    labels: Optional[Sequence[str]] = None):
     """Train (or reload from ``checkpoint_dir``) everything :func:`pvae_config` describes: the grid
     under ``config["schedule"]``, then the ``long_runs`` under ``config["long_schedule"]``.
 
     ``parts`` and ``methods`` keep only those grid parts (``"main"``, ``"extra"``, ``"long"``) and
-    methods; ``jobs`` only those indices of :func:`pvae_jobs` (a shard). Returns
+    methods; ``jobs`` only those indices of :func:`pvae_jobs` (a shard); ``labels`` only the
+    ensembles holding one of those run labels. Returns
     :func:`run_pvae_grid`'s ``(rows, curves, models)`` over both; the rows and curves of a long run
     carry ``grid_part="long"`` and its own ``steps``.
     """
     selected = pvae_jobs(config, parts, methods)
     if jobs is not None:
         selected = [selected[i] for i in jobs]
+    if labels:
+        unknown = set(labels) - {run_label(r) for group, _ in selected for r in group}
+        if unknown:
+            raise ValueError(f"labels not among the selected runs: {sorted(unknown)}")
+        selected = [(g, s) for g, s in selected if any(run_label(r) in labels for r in g)]
     if not selected:
         return [], [], {}
     return _run_jobs(data.train, data.val, selected, batch_size=config["batch_size"],
