@@ -226,7 +226,7 @@ def test_config_at_every_scale(monkeypatch):
 
 def test_default_grid_is_the_issues_cut():
     config = pvae_config("default")
-    runs = pd.DataFrame(config["runs"])
+    runs = pd.DataFrame([r for r in config["runs"] if r["grid_part"] != "added"])
     relaxed = runs[runs.method.isin(["eat-sigmoid", "eat-cubic", "gsm"])]
     annealed = relaxed[relaxed.tau_schedule == "anneal"]
     # three seeds at tau = 0.1 and 0.5, one elsewhere; fixed tau at 0.02 and 0.5; score over S
@@ -237,10 +237,19 @@ def test_default_grid_is_the_issues_cut():
     assert sorted(fixed.temperature.unique()) == [0.02, 0.5] and set(fixed.seed) == {0}
     assert sorted(runs[runs.method == "score"].n_samples) == [2, 4, 8]
     assert sorted(runs[runs.method == "exact"].seed) == [0, 1, 2]
-    # the exact runs again, four times longer, as their own part with their own labels
+    # the exact runs again, four times longer, as their own part with their own labels, and each
+    # relaxation at tau = 0.1 and 0.5 (seed 0) at the same budget
     assert config["long_schedule"].steps == 4 * config["steps"]
     long_labels = [run_label(r) for r in config["long_runs"]]
-    assert long_labels == ["exact-long-seed0", "exact-long-seed1", "exact-long-seed2"]
+    assert long_labels == ["exact-long-seed0", "exact-long-seed1", "exact-long-seed2"] + [
+        f"{m}-tau{t}-anneal-long-seed0" for m in ("eat-sigmoid", "eat-cubic", "gsm") for t in (0.1, 0.5)]
+    # beside the grid: EAT-cubic at tau = 1 and 2, GSM under the wider cap, seed 0, in their own stacks
+    added = [r for r in config["runs"] if r["grid_part"] == "added"]
+    assert [run_label(r) for r in added] == ["eat-cubic-tau1-anneal-seed0", "eat-cubic-tau2-anneal-seed0",
+                                             "gsm-tau0.1-anneal-K64-seed0", "gsm-tau0.5-anneal-K64-seed0"]
+    groups = ensemble_groups(config["runs"], config["max_members"])
+    assert all(len({r["grid_part"] for r in g}) == 1 and len({r.get("gsm_max_categories") for r in g}) == 1
+               for g in groups)
     assert not set(long_labels) & {run_label(r) for r in config["runs"]}
     assert pvae_config("paper")["long_runs"] == [] and pvae_config("paper")["long_schedule"] is None
 
@@ -386,3 +395,74 @@ def test_a_crafted_pvae_checkpoint_is_refused_without_running_it(tmp_path):
     with pytest.raises(CheckpointError, match=path.name):
         train_pvae_ensemble(train, val, [_run()], schedule, **kwargs)
     assert not marker.exists()
+
+
+def _tiny_config(runs, long_runs=(), steps=6):
+    return dict(n_train=400, batch_size=20, n_evals=2, val_samples=2, workers=1, max_members=None,
+                prior_log_rate_range=(-0.7, -0.7), runs=[dict(r) for r in runs],
+                schedule=PVAESchedule(steps=steps, warmup_steps=2), long_runs=[dict(r) for r in long_runs],
+                long_schedule=PVAESchedule(steps=2 * steps, warmup_steps=2) if long_runs else None)
+
+
+def test_experiment_trains_what_the_stored_files_lack_and_no_more(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hitchhiker.book.pvae import grid
+
+    monkeypatch.setenv("HITCHHIKER_SCALE", "default")          # results files are read and written
+    data = SimpleNamespace(train=_data(), val=_data(100, seed=1))
+    exact = _run(seed=0) | {"grid_part": "main"}
+    cubic = _run("eat-cubic", 0.5, seed=0) | {"grid_part": "main"}
+    config = _tiny_config([exact], [exact | {"grid_part": "long"}])
+    assert grid.missing_runs(config, tmp_path) == ["exact-seed0", "exact-long-seed0"]   # no files yet
+    results, curves, decoders = grid.pvae_experiment(config, data, directory=tmp_path)
+    assert grid.missing_runs(config, tmp_path) == []
+    first = results.set_index("method").loc["exact"]
+
+    trained = []
+    real = grid.run_pvae_config
+
+    def spy(*args, **kwargs):
+        trained.append(kwargs.get("labels"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "run_pvae_config", spy)
+    grown = _tiny_config([exact, cubic, cubic | {"temperature": 0.1}], [exact | {"grid_part": "long"}])
+    new = ["eat-cubic-tau0.5-anneal-seed0", "eat-cubic-tau0.1-anneal-seed0"]
+    assert grid.missing_runs(grown, tmp_path) == new
+    results, curves, decoders = grid.pvae_experiment(grown, data, directory=tmp_path)
+    assert trained == [["eat-cubic-tau0.5-anneal-seed0", "eat-cubic-tau0.1-anneal-seed0"]]
+    assert [run_label(r) for r in results.to_dict("records")] == [
+        "exact-seed0", "eat-cubic-tau0.5-anneal-seed0", "eat-cubic-tau0.1-anneal-seed0", "exact-long-seed0"]
+    kept = results[(results.method == "exact") & (results.grid_part == "main")].iloc[0]
+    assert kept.val_nelbo == first.loc[first.grid_part == "main", "val_nelbo"].iloc[0]   # not retrained
+    assert set(curves.method) == {"exact", "eat-cubic"} and len(decoders) == 4   # exact, seed-0 tau 0.1, 0.5
+    # re-read: nothing trains
+    grid.pvae_experiment(grown, data, directory=tmp_path)
+    assert len(trained) == 1
+    # a stored run under other settings is not trusted: other steps mean every run is missing
+    assert len(grid.missing_runs(_tiny_config(grown["runs"], grown["long_runs"], steps=8), tmp_path)) == 4
+    # a run the decoder file should hold but does not is missing too
+    stored = torch.load(tmp_path / "pvae_decoders.pt", weights_only=True)
+    torch.save({k: v for k, v in stored.items() if k != "exact-seed0"}, tmp_path / "pvae_decoders.pt")
+    assert grid.missing_runs(grown, tmp_path) == ["exact-seed0"]
+
+
+def test_update_refuses_runs_outside_the_grid_and_smoke_scale(tmp_path, monkeypatch):
+    from hitchhiker.book.pvae.grid import update_pvae_results
+
+    config = _tiny_config([_run(seed=0) | {"grid_part": "main"}])
+    rows = [{**_run("gsm", 0.1, seed=0), "grid_part": "main", "val_nelbo": 1.0}]
+    monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
+    with pytest.raises(RuntimeError, match="not at scale 'smoke'"):
+        update_pvae_results(rows, [], {}, config, tmp_path)
+    monkeypatch.setenv("HITCHHIKER_SCALE", "default")
+    with pytest.raises(ValueError, match="not in this scale's grid"):
+        update_pvae_results(rows, [], {}, config, tmp_path)
+
+
+def test_run_labels_name_the_wider_gsm_cap_only_when_set():
+    run = _run("gsm", 0.1) | {"grid_part": "added"}
+    assert run_label(run) == "gsm-tau0.1-anneal-seed0"
+    assert run_label(run | {"gsm_max_categories": 64}) == "gsm-tau0.1-anneal-K64-seed0"
+    assert run_label(run | {"gsm_max_categories": float("nan")}) == "gsm-tau0.1-anneal-seed0"   # a CSV row

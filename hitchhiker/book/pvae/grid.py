@@ -29,8 +29,8 @@ from .config import relative_cost, run_label
 from .model import PoissonVAE
 from .train import pvae_jobs, run_pvae_config, save_decoders
 
-__all__ = ["decoder_labels", "main", "merge_shards", "train_shard", "update_pvae_results",
-           "write_pvae_results"]
+__all__ = ["decoder_labels", "main", "merge_shards", "missing_runs", "pvae_experiment", "train_shard",
+           "update_pvae_results", "write_pvae_results"]
 
 
 def decoder_labels(config: dict) -> list[str]:
@@ -106,6 +106,79 @@ def _update_locked(rows, curves, models, config, folder: Path):
     (folder / "pvae_decoders.new.pt").unlink()
     atomic_write(path, lambda file: torch.save(decoders, file))
     return results, curves
+
+
+def _expected_runs(config: dict) -> dict:
+    """``{run_label: steps}`` of every run the scale's grid and long runs hold."""
+    out = {run_label(r): config["schedule"].steps for r in config["runs"]}
+    if config["long_runs"]:
+        out.update({run_label(r): config["long_schedule"].steps for r in config["long_runs"]})
+    return out
+
+
+def missing_runs(config: dict, directory: str | Path | None = None) -> list[str]:
+    """The run labels of the scale's experiment that the stored results files lack, or hold under
+    other settings (steps, batch size, training-set size or scale): what must train before the
+    stored files describe ``config``. Every run when a file is missing."""
+    from ..common.results import load_results
+    from ..common.runtime import results_dir
+
+    folder = Path(directory) if directory is not None else results_dir()
+    expected = _expected_runs(config)
+    if not all((folder / name).exists() for name in ("pvae.csv", "pvae_curves.csv", "pvae_decoders.pt")):
+        return list(expected)
+    stored = load_results("pvae", folder)
+    ok = set()
+    for row in stored.to_dict("records"):
+        label = run_label(row)
+        if (label in expected and int(row["steps"]) == expected[label]
+                and int(row["batch_size"]) == config["batch_size"]
+                and int(row["n_train"]) == config["n_train"] and row["scale"] == current_scale()):
+            ok.add(label)
+    decoders = torch.load(folder / "pvae_decoders.pt", weights_only=True)
+    ok -= {label for label in decoder_labels(config) if label not in decoders}
+    return [label for label in expected if label not in ok]
+
+
+def pvae_experiment(config: dict, data, *, checkpoint_dir: str | Path | None = None, device=None,
+                    directory: str | Path | None = None, log=None):
+    """The chapter's experiment: ``(results, curves, decoders)`` for every run of ``config``.
+
+    At smoke scale everything trains here (nothing is written). At default or paper scale the stored
+    results files are read; the runs they lack (:func:`missing_runs`) train first (resuming their
+    checkpoints in ``checkpoint_dir``) and are merged in (:func:`update_pvae_results`), so a fresh
+    machine without the files trains the whole grid and one with them re-reads it in seconds.
+    ``decoders`` maps the runs of :func:`decoder_labels` to their ``(n_latents, n_inputs)`` decoders.
+    """
+    from ..common.results import load_results
+    from ..common.runtime import results_dir
+
+    if not writes_results():
+        rows, curves, models = run_pvae_config(config, data, checkpoint_dir=checkpoint_dir, device=device,
+                                               log=log)
+        import pandas as pd
+
+        results = pd.DataFrame(rows).drop(columns="seconds").assign(scale=current_scale(),
+                                                                    n_train=config["n_train"])
+        decoders = {label: models[label].decoder.detach()[0].cpu() for label in decoder_labels(config)}
+        return results, pd.DataFrame(curves), decoders
+    folder = Path(directory) if directory is not None else results_dir()
+    missing = missing_runs(config, folder)
+    if missing:
+        expected = _expected_runs(config)
+        if len(missing) == len(expected):   # nothing usable stored: the whole experiment, written fresh
+            rows, curves, models = run_pvae_config(config, data, checkpoint_dir=checkpoint_dir,
+                                                   device=device, log=log)
+            write_pvae_results(rows, curves, models, config, folder)
+        else:
+            rows, curves, models = run_pvae_config(config, data, checkpoint_dir=checkpoint_dir,
+                                                   device=device, log=log, labels=missing)
+            update_pvae_results(rows, curves, models, config, folder)
+    left = missing_runs(config, folder)
+    if left:
+        raise RuntimeError(f"the stored P-VAE results still lack {left} after training them")
+    decoders = dict(torch.load(folder / "pvae_decoders.pt", weights_only=True))
+    return load_results("pvae", folder), load_results("pvae_curves", folder), decoders
 
 
 def _grid_identity(config: dict) -> dict:

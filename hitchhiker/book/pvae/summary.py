@@ -35,9 +35,10 @@ def convergence(curves, column: str = "val_nelbo_closed_form"):
     return pd.DataFrame(out)
 
 
-def summarize_pvae(rows) -> "pd.DataFrame":
-    r"""Mean validation NELBO per (method, temperature, n_samples, tau_schedule) over seeds, and the
-    gap to exact.
+def summarize_pvae(rows, column: str = "val_nelbo") -> "pd.DataFrame":
+    r"""Mean validation NELBO (``column``: ``"val_nelbo"``, with exact samples, or
+    ``"val_nelbo_closed_form"``, without Monte Carlo noise) per (method, temperature, n_samples,
+    tau_schedule) over seeds, and the gap to exact.
 
     The gap is paired by seed: :math:`\Delta_s = \mathrm{NELBO}_s(\text{method}) -
     \mathrm{NELBO}_s(\text{exact})`, so that what a seed does to both runs cancels. Columns:
@@ -52,6 +53,7 @@ def summarize_pvae(rows) -> "pd.DataFrame":
         raise ValueError("rows must include the 'exact' runs (the reference of the gap)")
     if "tau_schedule" not in frame:
         frame = frame.assign(tau_schedule="none")
+    frame = frame.assign(val_nelbo=frame[column])
     exact = frame[frame["method"] == "exact"].set_index("seed")["val_nelbo"]
     if exact.index.has_duplicates:
         raise ValueError("rows hold more than one exact run per seed (e.g. the 'long' part): pass one "
