@@ -150,7 +150,7 @@ def pvae_config(scale: Optional[str] = None) -> dict:
     }
     config = dict(
         smoke=dict(n_train=600, n_val=300, batch_size=50, steps=60, warmup_steps=5, n_evals=4,
-                   val_samples=2, workers=1, max_members=None, long_steps=120, grid=grids["smoke"]),
+                   val_samples=2, workers=1, max_members=None, long_steps=80, grid=grids["smoke"]),
         # GSM's K-fold tensors are memory-bound on a CPU: its runs train one per stack, which is
         # faster there than stacking them; small stacks of the others keep two workers balanced.
         default=dict(n_train=80_000, n_val=10_000, batch_size=250, steps=6_000, warmup_steps=400,
