@@ -45,9 +45,21 @@ with a ``UserWarning``:
   errors above 0; a model near its optimum) is reported as *too small to compare at this sample
   size* on every record, instead of metrics divided by noise.
 
-:func:`recommend_estimator` only considers records that are ``ok``, have finite metrics and point the
-right way (``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN` = 0.9), and raises ``ValueError`` when none
-does.
+**Fidelity at your rates.** Every record also carries ``variance_ratio``, the relaxed count's
+:math:`\operatorname{Var}[\tilde z]/\lambda` at the rates compared (1 for the exact count): Campbell's
+closed form for the EAT relaxations (:func:`hitchhiker.variance_ratio`, the same at every rate), a
+Monte Carlo estimate with a jackknife ``variance_ratio_se`` for GSM (whose ratio depends on the rate:
+the mean over the rate's positive elements of each element's sample variance over its rate), and 1
+for the straight-through methods and the score function, whose forward value is the exact count. For
+the compact EAT ramps ``window_arrivals`` is the median over the rate's elements of the expected
+arrivals in the ramp's window, :math:`2\lambda\tau` for :math:`\tau \le 1`: below about 1 most
+draws carry no gradient and the method's one-draw noise grows (the gradient chapter's regime map).
+
+:func:`recommend_estimator` only considers records that are ``ok``, have finite metrics, point the
+right way (``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN` = 0.9) and keep the Poisson's variance
+(``variance_ratio`` :math:`\ge` :data:`MIN_VARIANCE_RATIO` = 0.85, the level below which the book's
+downstream chapters saw training lose); it raises ``ValueError`` when none does, and otherwise returns
+a :class:`Recommendation` that says why.
 """
 from __future__ import annotations
 
@@ -61,9 +73,17 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 
 from ._validation import check_bool, check_param, check_positive_int, finite_nonnegative, real_tensor
-from .estimators import PATHWISE_METHODS, check_method, surrogate_loss
+from .estimators import (
+    EAT_METHODS,
+    PATHWISE_METHODS,
+    STRAIGHT_THROUGH_METHODS,
+    check_method,
+    relaxed_sample,
+    surrogate_loss,
+)
+from .matching import variance_ratio as campbell_variance_ratio
 
-__all__ = ["compare_estimators", "EstimatorComparison", "recommend_estimator"]
+__all__ = ["compare_estimators", "EstimatorComparison", "Recommendation", "recommend_estimator"]
 
 #: Metrics of one record, each reported with a standard error under ``<name>_se``.
 METRICS = ("cos_mean", "cos_sample", "relative_bias", "relative_variance")
@@ -74,6 +94,25 @@ VARIANCE_THRESHOLDS = (1.5, 3.0)
 #: The least ``cos_mean`` a recommended method may have: its expected gradient must point along the
 #: reference (a truncated GSM can point backwards, cos_mean -1, with a small variance).
 MIN_COS_MEAN = 0.9
+#: The least ``variance_ratio`` (:math:`\operatorname{Var}[\tilde z]/\lambda` at the rates compared) a
+#: recommended method may have. Gradient bias and variance on one minibatch do not show what a
+#: relaxation does to training; the book's downstream chapters do, and their losses line up with this
+#: ratio across methods and temperatures. Stored results (seed means) against EAT-cubic at its best
+#: temperature, P-VAE validation NELBO (chapter 06) and POGLM test ELBO in the paper regime (chapter
+#: 07); GSM's ratio from the fidelity chapter (04), averaged over rates 0.5 to 20. Losing more than 2%
+#: or 2 nats: EAT-sigmoid at tau = 0.5 (ratio 0.623: +4.1% NELBO, -9.2 nats), GSM at 0.5 (0.56: +5.1%,
+#: -9.4), EAT-cubic at 1 (0.743: +1.5%, -3.8), EAT-sigmoid at 0.2 (0.803: +0.8%, -2.3), GSM at 0.2
+#: (0.81: +1.0%, -2.1). Holding: EAT-cubic at 0.1 to 0.5 (0.871 and above: within 0.3% and 0.7 nats),
+#: EAT-sigmoid and GSM at 0.1 (0.90: within 0.6% and 0.5 nats). The floor lies between, 0.81 < 0.85 <=
+#: 0.871: the cubic keeps it up to tau = 0.58, the sigmoid up to tau = 0.150
+#: (:func:`hitchhiker.temperature_for_variance_ratio`). An empirical threshold from two models (chapter
+#: 10 shows the table), not a theorem: a ratio above it is no guarantee.
+MIN_VARIANCE_RATIO = 0.85
+#: Below this median number of expected arrivals in a compact EAT ramp's window the recommendation
+#: notes the low-rate regime: an arrival moves the relaxed count only inside the window, so a window
+#: that is mostly empty gives mostly zero gradients and rare large ones (the gradient chapter: at
+#: lambda = 0.1 and tau = 0.02, 2 lambda tau = 0.004, EAT-cubic is the noisiest of the relaxations).
+LOW_WINDOW_ARRIVALS = 1.0
 #: The ``status`` of a record whose metrics were computed.
 OK = "ok"
 DEFAULT_METHODS = ("eat-cubic", "eat-sigmoid", "st-cubic", "gsm", "score")
@@ -99,7 +138,8 @@ class EstimatorComparison(list):
 
         return pd.DataFrame(self.to_dict("records"))
 
-    def recommend(self) -> str:
+    def recommend(self) -> "Recommendation":
+        """The book's rule on these records (:func:`recommend_estimator`): a line that says why."""
         return recommend_estimator(self)
 
     def record(self, method: str, temperature: Optional[float] = None) -> dict:
@@ -113,7 +153,7 @@ class EstimatorComparison(list):
 
     def __repr__(self) -> str:
         head = (f"{'method':<12} {'tau':>5} {'cos_mean':>16} {'cos_sample':>16} {'rel. bias':>17} "
-                f"{'rel. variance':>17}")
+                f"{'rel. variance':>17} {'var. ratio':>10}")
         lines = [head]
         notes: List[str] = []
         for r in self:
@@ -123,7 +163,9 @@ class EstimatorComparison(list):
             mark = "" if status == OK else f" [{len(notes) + 1}]"
             if status != OK:
                 notes.append(f"[{len(notes) + 1}] {_label(r)}: {status}")
-            lines.append(f"{r['method']:<12} {tau:>5} {cells}{mark}")
+            ratio = r.get("variance_ratio")
+            ratio_cell = f"{ratio:>10.3f}" if isinstance(ratio, (int, float)) else f"{'-':>10}"
+            lines.append(f"{r['method']:<12} {tau:>5} {cells} {ratio_cell}{mark}")
         return "\n".join(lines + notes)
 
 
@@ -132,7 +174,7 @@ def _rating(value: float, good: float, fair: float) -> int:
 
 
 def _exclusion(record: dict) -> Optional[str]:
-    """Why ``record`` cannot be recommended, or None."""
+    """Why ``record`` cannot be recommended on its gradient metrics, or None."""
     status = record.get("status", OK)
     if status != OK:
         return status
@@ -145,48 +187,157 @@ def _exclusion(record: dict) -> Optional[str]:
     return None
 
 
+def _variance_ratio(record: dict) -> float:
+    """The record's ``variance_ratio``, or Campbell's for an EAT method; NaN when unknown."""
+    value = record.get("variance_ratio")
+    if value is not None:
+        return float(value)
+    method, tau = record.get("method"), record.get("temperature")
+    if method in STRAIGHT_THROUGH_METHODS or method == "score":
+        return 1.0
+    if method in EAT_METHODS and isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0:
+        return float(campbell_variance_ratio(method, float(tau), 1.0))
+    return math.nan
+
+
+def _low_fidelity(record: dict) -> Optional[str]:
+    """Why ``record``'s relaxed count is too far from the Poisson's to recommend, or None."""
+    ratio = _variance_ratio(record)
+    if not math.isfinite(ratio):
+        return ("no variance_ratio: its fidelity at your rates is unknown (records from "
+                "compare_estimators carry it)")
+    if ratio < MIN_VARIANCE_RATIO:
+        return f"variance ratio {ratio:.3f}"
+    return None
+
+
 def _label(record: dict) -> str:
     tau = record.get("temperature")
     return record["method"] + ("" if tau is None else f" at temperature {tau:g}")
 
 
-def recommend_estimator(records: Sequence[dict]) -> str:
-    r"""One line: the estimator the book's rule picks from :func:`compare_estimators` records.
+class Recommendation(str):
+    """The line :func:`recommend_estimator` returns (a ``str``), with what it rests on.
 
-    Only records that can be trusted are candidates: ``status`` ``"ok"``, every metric and standard
-    error finite, and ``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN` (0.9; the expected gradient points
-    along the reference). Each candidate is rated on bias (``relative_bias`` good :math:`\le 0.1`,
-    fair :math:`\le 1`) and on variance (``relative_variance`` relative to the lowest positive one
-    among the candidates: good :math:`\le 1.5\times`, fair :math:`\le 3\times`; a zero variance is
-    good and does not set the scale, so it cannot switch the criterion off for the others), good = 2,
-    fair = 1, poor = 0; the highest total wins, ties going to the lower relative mean squared error
-    (bias + variance). ``ValueError`` when no record is a candidate, saying why for each.
+    Attributes: ``method``, ``temperature`` (``None`` for the score function), ``record`` (the chosen
+    record), ``reason`` (why it was chosen, in words, also the line's second part), ``set_aside``
+    (``{label: why}`` for the records excluded on fidelity, ``variance_ratio`` below
+    :data:`MIN_VARIANCE_RATIO`), ``excluded`` (``{label: why}`` for every other record that was not a
+    candidate) and ``min_variance_ratio`` (the fidelity floor applied).
+    """
+
+    method: str
+    min_variance_ratio: float
+    temperature: Optional[float]
+    record: dict
+    reason: str
+    set_aside: dict
+    excluded: dict
+
+    def __new__(cls, headline: str, reason: str, record: dict, set_aside: dict, excluded: dict):
+        self = super().__new__(cls, f"{headline}\n  why: {reason}")
+        self.method, self.temperature = record["method"], record.get("temperature")
+        self.record, self.reason = record, reason
+        self.set_aside, self.excluded = dict(set_aside), dict(excluded)
+        self.min_variance_ratio = MIN_VARIANCE_RATIO
+        return self
+
+
+_RATING_WORDS = ("poor", "fair", "good")
+
+
+def _ranked(candidates: List[dict]) -> List[Tuple[dict, int, int]]:
+    """``(record, bias rating, variance rating)``, best first (Table 1's rule)."""
+    positive = [r["relative_variance"] for r in candidates if r["relative_variance"] > 0]
+    floor = min(positive) if positive else 1.0
+    rated = [(r, _rating(r["relative_bias"], *BIAS_THRESHOLDS),
+              _rating(max(r["relative_variance"], 0.0) / floor, *VARIANCE_THRESHOLDS)) for r in candidates]
+    return sorted(rated, key=lambda x: (-(x[1] + x[2]), x[0]["relative_bias"] + x[0]["relative_variance"]))
+
+
+def recommend_estimator(records: Sequence[dict]) -> Recommendation:
+    r"""The estimator the book's rule picks from :func:`compare_estimators` records, and why.
+
+    **Candidates** are the records that can be trusted and keep the Poisson's variance: ``status``
+    ``"ok"``, every metric and standard error finite, ``cos_mean`` :math:`\ge` :data:`MIN_COS_MEAN`
+    (0.9; the expected gradient points along the reference), and ``variance_ratio`` :math:`\ge`
+    :data:`MIN_VARIANCE_RATIO` (0.85; the fidelity floor below which the book's P-VAE and POGLM
+    chapters lost more than 2% NELBO or 2 nats of test ELBO: the constant's comment gives the
+    numbers). A record without ``variance_ratio`` gets Campbell's closed form for an EAT method and 1
+    for the straight-through methods and the score function; a GSM record without it is not a
+    candidate (its ratio depends on the rates).
+
+    **Rule** (the book's Table 1): each candidate is rated on bias (``relative_bias`` good
+    :math:`\le 0.1`, fair :math:`\le 1`) and on variance (``relative_variance`` relative to the lowest
+    positive one among the candidates: good :math:`\le 1.5\times`, fair :math:`\le 3\times`; a zero
+    variance is good and does not set the scale), good = 2, fair = 1, poor = 0; the highest total wins,
+    ties going to the lower relative mean squared error (bias + variance).
+
+    Returns a :class:`Recommendation`: a ``str`` whose first line names the choice and its numbers,
+    the second (``reason``) why, including which records the fidelity floor set aside and what would
+    have won without it, and, for a compact EAT ramp whose window holds fewer than
+    :data:`LOW_WINDOW_ARRIVALS` expected arrivals at the median rate, that its noise comes from the
+    low-rate regime. ``ValueError`` when no record is a candidate, saying why for each (and, when the
+    floor excluded them, the temperature that keeps it: :func:`hitchhiker.temperature_for_variance_ratio`).
+
+    >>> def rec(method, tau, bias, variance):
+    ...     return {"method": method, "temperature": tau, "status": "ok", "cos_mean": 0.99,
+    ...             "cos_mean_se": 0.01, "cos_sample": 0.5, "cos_sample_se": 0.01,
+    ...             "relative_bias": bias, "relative_bias_se": 0.01,
+    ...             "relative_variance": variance, "relative_variance_se": 0.01}
+    >>> choice = recommend_estimator([rec("eat-sigmoid", 0.5, 0.01, 0.5), rec("eat-cubic", 0.5, 0.0, 1.2)])
+    >>> choice.method, choice.temperature, list(choice.set_aside)
+    ('eat-cubic', 0.5, ['eat-sigmoid at temperature 0.5'])
     """
     records = list(records)
     if not records:
         raise ValueError("records is empty: nothing to recommend")
-    candidates, excluded = [], []
+    candidates, trusted, excluded, set_aside = [], [], {}, {}
     for r in records:
         why = _exclusion(r)
-        if why is None:
+        if why is not None:
+            excluded[_label(r)] = why
+            continue
+        trusted.append(r)
+        low = _low_fidelity(r)
+        if low is None:
             candidates.append(r)
         else:
-            excluded.append(f"{_label(r)}: {why}")
+            set_aside[_label(r)] = low
     if not candidates:
-        raise ValueError("no estimator can be recommended from these records: " + "; ".join(excluded))
-    positive = [r["relative_variance"] for r in candidates if r["relative_variance"] > 0]
-    floor = min(positive) if positive else 1.0
-
-    def key(r):
-        score = (_rating(r["relative_bias"], *BIAS_THRESHOLDS)
-                 + _rating(max(r["relative_variance"], 0.0) / floor, *VARIANCE_THRESHOLDS))
-        return (-score, r["relative_bias"] + r["relative_variance"])
-
-    best = min(candidates, key=key)
-    return (f"{_label(best)}: relative bias {best['relative_bias']:.3g} "
-            f"± {best['relative_bias_se']:.2g}, relative variance {best['relative_variance']:.3g} "
-            f"± {best['relative_variance_se']:.2g}, cos_mean {best['cos_mean']:.3f} "
-            f"± {best['cos_mean_se']:.3f}")
+        reasons = [f"{k}: {v}" for k, v in {**excluded, **set_aside}.items()]
+        hint = ""
+        if set_aside:
+            hint = (f". Below a variance ratio of {MIN_VARIANCE_RATIO} the book's downstream chapters lost "
+                    "training quality; compare at lower temperatures (hitchhiker.temperature_for_variance_"
+                    f"ratio(method, {MIN_VARIANCE_RATIO}, rate) gives the largest that keeps it for an EAT "
+                    "method)")
+        raise ValueError("no estimator can be recommended from these records: " + "; ".join(reasons) + hint)
+    ranked = _ranked(candidates)
+    best, bias_rating, variance_rating = ranked[0]
+    ratio = _variance_ratio(best)
+    headline = (f"{_label(best)}: relative bias {best['relative_bias']:.3g} "
+                f"± {best['relative_bias_se']:.2g}, relative variance {best['relative_variance']:.3g} "
+                f"± {best['relative_variance_se']:.2g}, cos_mean {best['cos_mean']:.3f} "
+                f"± {best['cos_mean_se']:.3f}, variance ratio {ratio:.3f}")
+    reason = (f"bias {_RATING_WORDS[bias_rating]} and variance {_RATING_WORDS[variance_rating]} on Table 1's "
+              f"scale, the best of {len(candidates)} candidate"
+              f"{'s' if len(candidates) != 1 else ''} keeping variance ratio >= {MIN_VARIANCE_RATIO}")
+    if len(ranked) > 1 and -(ranked[1][1] + ranked[1][2]) == -(bias_rating + variance_rating):
+        reason += f" (tied with {_label(ranked[1][0])} on rating; lower bias + variance)"
+    if set_aside:
+        unfloored = _ranked(trusted)[0][0]
+        reason += (f"; set aside for fidelity (below variance ratio {MIN_VARIANCE_RATIO} the book's "
+                   "P-VAE and POGLM lost more than 2% / 2 nats): "
+                   + ", ".join(f"{k} ({v})" for k, v in set_aside.items()))
+        if unfloored is not best:
+            reason += f"; without that floor the rule would pick {_label(unfloored)}"
+    arrivals = best.get("window_arrivals")
+    if isinstance(arrivals, (int, float)) and math.isfinite(arrivals) and arrivals < LOW_WINDOW_ARRIVALS:
+        reason += (f"; low-rate regime: its window holds {arrivals:.2g} expected arrivals at the median "
+                   "rate, and its noise grows as the window empties (the variance above is measured at "
+                   "your rates)")
+    return Recommendation(headline, reason, best, set_aside, excluded)
 
 
 class _Groups:
@@ -322,6 +473,51 @@ def _non_finite(bad: int, count: int, finite_losses: bool) -> str:
     return "non-finite " + " and ".join(what)
 
 
+def _fidelity(method: str, tau: Optional[float], rate: torch.Tensor, count: int, n_groups: int,
+              dist_kwargs: dict) -> Tuple[float, float, Optional[float]]:
+    r"""``(variance_ratio, its standard error, window_arrivals)`` of ``method`` at the rates compared.
+
+    EAT: Campbell's closed form (rate-free, no error) and, for a compact ramp, the median expected
+    number of arrivals in its window :math:`[\max(0, 1 - \tau), 1 + \tau]`; straight-through and score:
+    the exact count (1); GSM: ``count`` draws at the rate's positive elements, the mean of each
+    element's sample variance over its rate, with a delete-a-group jackknife error (NaN, NaN when no
+    rate is positive).
+    """
+    if method in STRAIGHT_THROUGH_METHODS or method == "score":
+        return 1.0, 0.0, None
+    assert tau is not None  # a relaxed method has a temperature
+    flat = rate.detach().reshape(-1)
+    if method in EAT_METHODS:
+        ratio = float(campbell_variance_ratio(method, tau, 1.0))
+        if method == "eat-sigmoid":  # no compact window
+            return ratio, 0.0, None
+        width = (1 + tau) - max(0.0, 1 - tau)
+        return ratio, 0.0, float((flat.to(torch.float64) * width).median())
+    positive = flat[flat > 0]
+    if positive.numel() == 0:
+        return math.nan, math.nan, None
+    per_group = count // n_groups
+    sums = torch.zeros(n_groups, positive.numel(), dtype=torch.float64, device=rate.device)
+    squares = torch.zeros_like(sums)
+    with torch.no_grad():
+        for group in range(n_groups):
+            z = relaxed_sample(method, positive, tau, (per_group,), **dist_kwargs).to(torch.float64)
+            sums[group], squares[group] = z.sum(0), (z * z).sum(0)
+    lam = positive.to(torch.float64)
+
+    def ratio_without(drop: Optional[int]) -> torch.Tensor:
+        keep = torch.ones(n_groups, dtype=torch.bool, device=rate.device)
+        if drop is not None:
+            keep[drop] = False
+        m = per_group * int(keep.sum())
+        total, total_sq = sums[keep].sum(0), squares[keep].sum(0)
+        return ((total_sq - total * total / m) / (m - 1) / lam).mean()
+
+    leave_out = torch.stack([ratio_without(g) for g in range(n_groups)])
+    se = ((n_groups - 1) / n_groups * ((leave_out - leave_out.mean()) ** 2).sum()).sqrt()
+    return float(ratio_without(None)), float(se), None
+
+
 class _Progress:
     """A one-line progress report on stderr (the library carries no tqdm)."""
 
@@ -368,7 +564,9 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
     Returns:
         :class:`EstimatorComparison`: records with ``method``, ``temperature`` (``None`` for the score
         function), the metrics ``cos_mean``, ``cos_sample``, ``relative_bias``,
-        ``relative_variance`` and their ``*_se``, ``status`` (``"ok"``; or why the metrics are NaN:
+        ``relative_variance`` and their ``*_se``, the fidelity at these rates ``variance_ratio``,
+        ``variance_ratio_se`` and ``window_arrivals`` (module docstring; ``None`` where it does not
+        apply), ``status`` (``"ok"``; or why the metrics are NaN:
         non-finite losses or gradients of that method, a reference too small to compare; or which
         metrics came out non-finite, e.g. the standard error of ``cos_mean`` of a method too noisy
         for ``n_samples``: module docstring), ``n_samples``, ``reference`` (``"exact"`` or
@@ -497,6 +695,8 @@ def compare_estimators(per_sample_loss: Callable[[torch.Tensor], torch.Tensor], 
             if status != too_small:
                 warnings.warn(f"compare_estimators: {_label(record)}: {status}; its metrics are NaN and "
                               "it is never recommended", UserWarning, stacklevel=2)
+        ratio, ratio_se, arrivals = _fidelity(method, tau, rate, int(n_samples), n_groups, kwargs)
+        record.update(variance_ratio=ratio, variance_ratio_se=ratio_se, window_arrivals=arrivals)
         record.update(status=status, n_samples=int(n_samples), reference=reference_name,
                       seconds=time.perf_counter() - started, loss_evaluations=evaluations,
                       reference_loss_evaluations=0 if reference is None else int(reference.count.sum()))

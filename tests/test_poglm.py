@@ -901,3 +901,109 @@ def test_likelihood_comparisons_read_back_what_they_stored(data, tmp_path):
         plain = call(None)
         assert call(tmp_path) == plain == call(tmp_path)
     assert len(list(tmp_path.glob("poglm-evaluation-*.pt"))) == 4          # two splits, two kinds
+
+
+# ------------------------------------------------------------------------ the temperature controls
+def test_rate_adaptive_temperatures_follow_the_rule_per_member_and_element():
+    from hitchhiker.book.poglm.model import adaptive_temperatures
+
+    rate = torch.tensor([[0.1, 0.4, 2.0, 30.0], [0.1, 0.4, 2.0, 30.0]]).reshape(2, 1, 1, 4)
+    tau = adaptive_temperatures(rate, [0.02, 0.1])
+    expected = torch.tensor([[1.0, 1.25, 0.25, 1 / 60], [1.0, 1.25, 0.25, 1 / 60]]).clamp(max=1.0)
+    expected[0] = expected[0].clamp(min=0.02)
+    expected[1] = expected[1].clamp(min=0.1)
+    torch.testing.assert_close(tau.reshape(2, 4), expected)
+    assert float(tau.max()) <= 1.0                     # the cubic's mean stays exact everywhere
+    with pytest.raises(ValueError, match="one value per member"):
+        adaptive_temperatures(rate, [0.1, 0.1, 0.1])
+
+
+def test_the_rate_adaptive_loss_is_the_cubic_at_the_rules_temperatures(data):
+    model = POGLM(n_members=2, seeds=[0, 1])
+    visible = data.train[:4, :3]
+    # at base tau = 1 the rule gives tau = 1 in every element: the fixed-tau loss on the same draws
+    torch.manual_seed(3)
+    adaptive = negative_elbo(model, visible, "eat-cubic", [1.0, 1.0], 3, temperature_rule="rate-adaptive")
+    torch.manual_seed(3)
+    fixed = negative_elbo(model, visible, "eat-cubic", [1.0, 1.0], 3)
+    torch.testing.assert_close(adaptive, fixed)
+    # at a cold base the rule widens the window where rates are low: another loss than fixed tau
+    torch.manual_seed(3)
+    cold = negative_elbo(model, visible, "eat-cubic", 0.02, 3, temperature_rule="rate-adaptive")
+    torch.manual_seed(3)
+    assert not torch.allclose(cold, negative_elbo(model, visible, "eat-cubic", 0.02, 3))
+    for kwargs, word in [({"method": "eat-sigmoid", "temperature": 0.1}, "eat-cubic"),
+                         ({"method": "eat-cubic", "temperature": None}, "base temperature"),
+                         ({"method": "eat-cubic", "temperature": 0.1, "rule": "adaptive"},
+                          "temperature_rule")]:
+        with pytest.raises(ValueError, match=word):
+            negative_elbo(model, visible, kwargs["method"], kwargs["temperature"], 2,
+                          temperature_rule=kwargs.get("rule", "rate-adaptive"))
+
+
+def test_adaptive_runs_train_in_their_own_stack_and_keep_their_rule():
+    from hitchhiker.book.poglm.controls import adaptive_runs
+
+    datasets = {"paper": simulate_poglm_data(seed=0, n_train=8, n_test=4, n_bins=20)}
+    runs = adaptive_runs(["paper"], [0.02], [1]) + [
+        {"regime": "paper", "method": "eat-cubic", "temperature": 0.02, "n_samples": 5, "seed": 1}]
+    grid = run_poglm_grid(datasets, runs, epochs=2, eval_every=1, eval_samples=8)
+    assert len(grid.seconds) == 2                       # two stacks: the rule is part of the key
+    assert grid.rows[0]["temperature_rule"] == "rate-adaptive" and "temperature_rule" not in grid.rows[1]
+    assert grid.rows[0]["test_elbo"] != grid.rows[1]["test_elbo"]
+    with pytest.raises(ValueError, match="temperature_rule"):
+        run_poglm_grid(datasets, [{**runs[1], "method": "gsm", "temperature_rule": "rate-adaptive"}],
+                       epochs=1)
+
+
+def test_paired_difference_pairs_by_seed_and_reports_both_spreads():
+    from hitchhiker.book.poglm.controls import paired_difference
+
+    ref = [{"regime": "paper", "temperature": 0.1, "seed": s, "heldout_elbo": -10.0 - s,
+            "heldout_elbo_se": 0.3} for s in range(3)]
+    new = [{"regime": "paper", "temperature": 0.1, "seed": s, "heldout_elbo": -10.0 - s + d,
+            "heldout_elbo_se": 0.4} for s, d in zip(range(3), (1.0, 2.0, 3.0))]
+    row = paired_difference(new, ref, metrics=("heldout_elbo",)).iloc[0]
+    assert row["seeds"] == 3 and math.isclose(row["heldout_elbo_diff"], 2.0)
+    assert math.isclose(row["heldout_elbo_diff_seed_se"], 1.0 / math.sqrt(3))   # sd 1 over sqrt(3)
+    assert math.isclose(row["heldout_elbo_diff_mc_se"], math.sqrt(3 * 0.25) / 3)
+    with pytest.raises(ValueError, match="no row"):
+        paired_difference(new, [{**r, "seed": 9} for r in ref], metrics=("heldout_elbo",))
+
+
+def test_inflated_mixture_components_cover_more_and_still_converge_to_the_marginal():
+    from hitchhiker.book.poglm.heldout import mixture_log_likelihood
+
+    small = simulate_poglm_data(seed=2, n_visible=2, n_hidden=1, n_bins=4, n_train=1, n_test=1,
+                                weight_scale=0.2, bias_scale=0.3, regime="stress")
+    truth, poor = small.true_model(), POGLM(2, 1, 3, seeds=[5])
+    with torch.no_grad():
+        poor.post_bias.fill_(-2.0)                       # too few hidden spikes
+    exact = _exact_log_marginal(truth, small.test[:, :2], max_count=14)
+    plain = mixture_log_likelihood(truth, poor, small.test, 4_000, seed=0)
+    same = mixture_log_likelihood(truth, poor, small.test, 4_000, seed=0, inflations=[(1.0, 0.0)])
+    assert torch.equal(plain["log_likelihood"], same["log_likelihood"])
+    covered = mixture_log_likelihood(truth, poor, small.test, 40_000, seed=0, chunk=5_000,
+                                     inflations=[(1.0, 0.0), (3.0, 0.5)])
+    assert covered["n_draws"] == 40_000
+    se = float(covered["log_likelihood_se"][0])
+    assert abs(float(covered["log_likelihood"][0]) - exact) < 3 * se + 0.01
+    assert se < float(plain["log_likelihood_se"][0])     # the defensive component tames the weights
+    for bad in ([], [(0.0, 0.0)], [(1.0, -0.1)], [(1.0,)], [(float("nan"), 0.0)]):
+        with pytest.raises(ValueError, match="inflations"):
+            mixture_log_likelihood(truth, poor, small.test, 10, inflations=bad)
+
+
+def test_truth_proposals_score_the_truth_under_each_named_mixture():
+    from hitchhiker.book.poglm.heldout import mixture_log_likelihood, truth_proposals
+
+    small = simulate_poglm_data(seed=2, n_visible=2, n_hidden=1, n_bins=6, n_train=2, n_test=2)
+    posteriors = POGLM(2, 1, 3, n_members=2, seeds=[5, 6])
+    named = {"plain": ((1.0, 0.0),), "defensive": ((1.0, 0.0), (2.0, 0.1))}
+    rows = truth_proposals(small, posteriors, named, n_samples=64, seed=4)
+    assert [(r["proposal"], r["split"]) for r in rows] == [
+        ("plain", "train"), ("plain", "test"), ("defensive", "train"), ("defensive", "test")]
+    assert [r["n_components"] for r in rows] == [2, 2, 4, 4]
+    direct = mixture_log_likelihood(small.true_model(), posteriors, small.test, 64, seed=4,
+                                    inflations=named["defensive"])
+    assert math.isclose(rows[3]["log_likelihood"], float(direct["log_likelihood"][0]), rel_tol=1e-9)

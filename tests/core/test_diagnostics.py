@@ -9,7 +9,14 @@ import math
 import pytest
 import torch
 
-from hitchhiker.diagnostics import EstimatorComparison, compare_estimators, recommend_estimator
+import hitchhiker as hh
+from hitchhiker.diagnostics import (
+    MIN_VARIANCE_RATIO,
+    EstimatorComparison,
+    Recommendation,
+    compare_estimators,
+    recommend_estimator,
+)
 
 D = 32
 
@@ -110,8 +117,10 @@ def test_bad_inputs_name_the_argument():
 
 # ----------------------------------------------------------------------------- never confidently wrong
 
-def _record(method, bias, variance, cos, tau=0.1, status="ok"):
+def _record(method, bias, variance, cos, tau=0.1, status="ok", variance_ratio=None):
     out = {"method": method, "temperature": tau, "status": status}
+    if variance_ratio is not None or method == "gsm":  # GSM's ratio depends on the rates: no default
+        out["variance_ratio"] = 0.9 if variance_ratio is None else variance_ratio
     for name, value in (("cos_mean", cos), ("cos_sample", cos / 2), ("relative_bias", bias),
                         ("relative_variance", variance)):
         out[name], out[f"{name}_se"] = value, 0.01
@@ -219,3 +228,130 @@ def test_a_record_with_an_unresolved_metric_keeps_its_numbers_but_is_never_recom
     assert math.isfinite(score["relative_bias"]) and math.isfinite(score["relative_variance"])
     with pytest.raises(ValueError, match="score: non-finite cos_mean"):
         recommend_estimator([score])
+
+
+# ----------------------------------------------------------------------------- fidelity at your rates
+
+def _mlp_like():
+    """Records modelled on chapter 10's MLP decoder: the sigmoid at tau = 0.5 has the least variance
+    and a small bias, so the gradient rule alone picks it."""
+    return [_record("eat-cubic", 0.003, 1.10, 0.999, tau=0.5),
+            _record("eat-cubic", 0.001, 1.9, 0.999, tau=0.2),
+            _record("eat-sigmoid", 0.0145, 0.536, 0.995, tau=0.5),
+            _record("eat-sigmoid", 0.002, 0.95, 0.999, tau=0.2),
+            _record("eat-sigmoid", 0.001, 1.5, 0.999, tau=0.1),
+            _record("gsm", 0.01, 0.9, 0.998, tau=0.5, variance_ratio=0.55),
+            _record("score", 0.0, 900.0, 0.99, tau=None)]
+
+
+def test_the_fidelity_floor_sets_aside_the_sigmoid_at_half():
+    """Before: the MLP-like records gave 'eat-sigmoid at temperature 0.5', the setting that loses 4.1%
+    NELBO (chapter 06) and 9.2 nats (chapter 07) against EAT-cubic at its best temperature. Now
+    the floor sets it aside and says so."""
+    records = _mlp_like()
+    choice = recommend_estimator(records)
+    assert isinstance(choice, Recommendation) and isinstance(choice, str)
+    assert not choice.startswith("eat-sigmoid at temperature 0.5")
+    assert (choice.method, choice.temperature) != ("eat-sigmoid", 0.5)
+    assert set(choice.set_aside) == {"eat-sigmoid at temperature 0.5", "eat-sigmoid at temperature 0.2",
+                                     "gsm at temperature 0.5"}
+    assert "without that floor the rule would pick eat-sigmoid at temperature 0.5" in choice.reason
+    assert choice.reason in choice and "variance ratio 0.623" in choice.reason
+    assert choice.min_variance_ratio == MIN_VARIANCE_RATIO == 0.85
+    # with the floor, the cubic at 0.5 is the least noisy candidate left (the sigmoid at 0.1 is also
+    # good on both, at a larger bias + variance) and wins
+    assert (choice.method, choice.temperature) == ("eat-cubic", 0.5) and choice.record is records[0]
+    assert "tied with eat-sigmoid at temperature 0.1" in choice.reason
+
+
+def test_the_sigmoid_at_a_small_temperature_is_still_recommended():
+    """The floor is about fidelity, not the method: at tau = 0.1 (ratio 0.900) the sigmoid keeps it and,
+    least noisy there, wins, with nothing set aside."""
+    records = [_record("eat-cubic", 0.001, 2.0, 0.999, tau=0.1),
+               _record("eat-sigmoid", 0.001, 1.0, 0.999, tau=0.1)]
+    choice = recommend_estimator(records)
+    assert (choice.method, choice.temperature) == ("eat-sigmoid", 0.1)
+    assert choice.set_aside == {} and "set aside" not in choice.reason
+    assert "bias good and variance good" in choice.reason
+    assert math.isclose(float(hh.variance_ratio("eat-sigmoid", 0.1, 1.0)), 0.9, abs_tol=1e-3)
+
+
+def test_the_floor_sits_between_the_book_settings_that_lost_and_those_that_held():
+    """The constant's comment, checked against Campbell's closed forms it quotes."""
+    ratio = {(m, t): float(hh.variance_ratio(m, t, 1.0))
+             for m, t in [("eat-sigmoid", 0.5), ("eat-sigmoid", 0.2), ("eat-cubic", 1.0),
+                          ("eat-cubic", 0.5), ("eat-sigmoid", 0.1)]}
+    lost = [ratio["eat-sigmoid", 0.5], ratio["eat-sigmoid", 0.2], ratio["eat-cubic", 1.0]]
+    held = [ratio["eat-cubic", 0.5], ratio["eat-sigmoid", 0.1]]
+    assert max(lost) < MIN_VARIANCE_RATIO <= min(held)
+    assert abs(ratio["eat-sigmoid", 0.2] - 0.803) < 1e-3 and abs(ratio["eat-cubic", 0.5] - 0.871) < 1e-3
+    tau_cubic = float(hh.temperature_for_variance_ratio("eat-cubic", MIN_VARIANCE_RATIO, 1.0))
+    tau_sigmoid = float(hh.temperature_for_variance_ratio("eat-sigmoid", MIN_VARIANCE_RATIO, 1.0))
+    assert abs(tau_cubic - 0.583) < 1e-3 and abs(tau_sigmoid - 0.150) < 1e-3
+
+
+def test_every_candidate_below_the_floor_is_refused_with_the_way_out():
+    records = [_record("eat-sigmoid", 0.01, 0.5, 0.99, tau=0.5),
+               _record("eat-cubic", 0.0, 1.0, 0.99, tau=1.0)]
+    with pytest.raises(ValueError, match=r"variance ratio 0\.623.*temperature_for_variance_ratio"):
+        recommend_estimator(records)
+    # a GSM record without its (rate-dependent) ratio is not a candidate
+    gsm = _record("gsm", 0.0, 1.0, 0.99)
+    del gsm["variance_ratio"]
+    with pytest.raises(ValueError, match="gsm at temperature 0.1: no variance_ratio"):
+        recommend_estimator([gsm])
+    # a NaN ratio (no positive rate) is not a candidate either
+    with pytest.raises(ValueError, match="no variance_ratio"):
+        recommend_estimator([_record("gsm", 0.0, 1.0, 0.99, variance_ratio=float("nan"))])
+
+
+def test_non_finite_and_backwards_records_still_refuse_before_fidelity():
+    """The floor is an extra condition: a NaN status or a backwards gradient is excluded as before,
+    and listed in ``excluded``, not ``set_aside``."""
+    bad = _record("eat-cubic", 0.0, 1.0, 0.99, tau=0.1, status="non-finite losses")
+    back = _record("gsm", 0.0, 0.1, -0.9, tau=0.1)
+    with pytest.raises(ValueError, match="non-finite losses.*cos_mean -0.900"):
+        recommend_estimator([bad, back])
+    choice = recommend_estimator([bad, back, _record("score", 0.0, 100.0, 0.99, tau=None)])
+    assert choice.method == "score" and choice.temperature is None
+    assert set(choice.excluded) == {"eat-cubic at temperature 0.1", "gsm at temperature 0.1"}
+    assert choice.set_aside == {}
+
+
+def test_compare_estimators_records_the_fidelity_at_the_rates():
+    """EAT: Campbell's ratio; ST and score: 1; GSM: a Monte Carlo estimate that agrees with an
+    independent one; window_arrivals = median 2 lambda tau for the cubic."""
+    lam, _, loss, g_star = _problem()
+    out = compare_estimators(loss, lam.clone().requires_grad_(),
+                             methods=("eat-cubic", "eat-sigmoid", "st-cubic", "gsm", "score"),
+                             temperatures=(0.2,), n_samples=256, exact_gradient=g_star, seed=0)
+    cubic, sigmoid, st, gsm, score = out
+    assert cubic["variance_ratio"] == pytest.approx(1 - 9 * 0.2 / 35) and cubic["variance_ratio_se"] == 0
+    assert cubic["window_arrivals"] == pytest.approx(float((2 * 0.2 * lam).median()))
+    assert sigmoid["variance_ratio"] == pytest.approx(float(hh.variance_ratio("eat-sigmoid", 0.2, 1.0)))
+    assert sigmoid["window_arrivals"] is None
+    assert st["variance_ratio"] == score["variance_ratio"] == 1.0
+    torch.manual_seed(5)
+    z = hh.relaxed_sample("gsm", lam, 0.2, (8192,))
+    independent = float(hh.moment_ratios(z, lam, dim=0).variance.mean())
+    assert 0 < gsm["variance_ratio_se"] < 0.05
+    assert abs(gsm["variance_ratio"] - independent) < 4 * gsm["variance_ratio_se"] + 0.01
+    assert 0.75 < gsm["variance_ratio"] < 0.85  # about the sigmoid's 0.803 at rates 1-11 (chapter 04)
+    assert "var. ratio" in repr(out)
+    choice = out.recommend()
+    assert choice.method not in ("eat-sigmoid", "gsm")  # both below the floor at tau = 0.2
+
+
+def test_a_low_rate_window_is_named_in_the_reason():
+    lam = torch.full((16,), 0.2)
+    a = torch.linspace(-1, 1, 16)
+
+    def loss(z):
+        return ((z - a) ** 2).sum(-1)
+
+    out = compare_estimators(loss, lam.clone().requires_grad_(), methods=("eat-cubic",), temperatures=(0.1,),
+                             n_samples=256, exact_gradient=1 + 2 * (lam - a), seed=0)
+    assert out[0]["window_arrivals"] == pytest.approx(0.04)
+    assert "low-rate regime" in out.recommend().reason
+    high = [dict(out[0], window_arrivals=4.0)]
+    assert "low-rate" not in recommend_estimator(high).reason

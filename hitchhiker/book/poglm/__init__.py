@@ -9,8 +9,12 @@ from .config import poglm_config
 from .controls import (
     FROM_TRUTH_SETTINGS,
     OFFICIAL_RECIPE,
+    adaptive_runs,
+    adaptive_temperature_summary,
     drift_summary,
     likelihood_gaps,
+    paired_difference,
+    run_adaptive_and_truncation,
     run_controls,
     score_control_table,
     start_comparison,
@@ -18,7 +22,13 @@ from .controls import (
 )
 from .figures import draw_network, plot_block_recovery, plot_connectivity, plot_elbo_curves, plot_spike_counts
 from .grid import fit_oracle, fit_posterior_only, run_poglm_grid, run_recovery_attempts
-from .heldout import deficit_table, mixture_log_likelihood, wilks_expectation
+from .heldout import (
+    TRUTH_PROPOSALS,
+    deficit_table,
+    mixture_log_likelihood,
+    truth_proposals,
+    wilks_expectation,
+)
 from .model import POGLM, POGLM_METHODS, POGLM_REGIMES, negative_elbo, regime_summary, simulate_poglm_data
 from .recovery import (
     POGLM_BLOCKS,
@@ -36,6 +46,9 @@ __all__ = [
     "POGLM_BLOCKS",
     "POGLM_METHODS",
     "POGLM_REGIMES",
+    "TRUTH_PROPOSALS",
+    "adaptive_runs",
+    "adaptive_temperature_summary",
     "block_errors",
     "deficit_table",
     "compare_likelihoods",
@@ -46,6 +59,7 @@ __all__ = [
     "likelihood_gaps",
     "mixture_log_likelihood",
     "negative_elbo",
+    "paired_difference",
     "plot_block_recovery",
     "plot_connectivity",
     "plot_elbo_curves",
@@ -55,12 +69,14 @@ __all__ = [
     "recovery_errors",
     "recovery_table",
     "regime_summary",
+    "run_adaptive_and_truncation",
     "run_controls",
     "run_poglm_grid",
     "score_control_table",
     "run_recovery_attempts",
     "simulate_poglm_data",
     "start_comparison",
+    "truth_proposals",
     "truth_versus_fits",
     "wilks_expectation",
 ]

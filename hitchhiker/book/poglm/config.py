@@ -1,8 +1,10 @@
 """The POGLM chapter's experiment at each scale, in one place (so that a pre-run and the chapter agree).
 
 * ``default``: both regimes, three seeds, each relaxation at the paper's five temperatures (5 draws) and
-  the score function at 1, 2, 5 and 10 samples, 400 epochs of batch 8 under AdamW with a cosine decay
-  from 1e-2 to 1e-4, the test ELBO every 10 epochs; likelihoods compared with 4096 importance samples;
+  the score function at 1, 2, 5 and 10 samples (and the controls: EAT-cubic at tau = 1, 2, the official
+  recipe, rate-adaptive EAT-cubic at tau = 0.02, 0.05, 0.1, GSM with K = 27 at tau = 0.02 and 0.5),
+  400 epochs of batch 8 under AdamW with a cosine decay from 1e-2 to 1e-4, the test ELBO every 10
+  epochs; likelihoods compared with 4096 importance samples;
 * ``paper``: as default (the paper's grid; it fits a CPU);
 * ``smoke``: two temperatures, score at 1 and 5 samples, one seed, 20 epochs (not converged: its
   flat-curve bar is ``flat_gain = 0.05`` instead of :data:`~hitchhiker.book.common.training.FLAT_GAIN`).
@@ -17,7 +19,7 @@ from typing import Optional
 
 from ..common.scale import SCALES, current_scale
 from ..common.training import FLAT_GAIN
-from .controls import OFFICIAL_RECIPE
+from .controls import ADAPTIVE_TEMPERATURES, OFFICIAL_RECIPE, WIDE_GSM_CATEGORIES, WIDE_GSM_TEMPERATURES
 from .grid import poglm_grid_runs
 from .model import POGLM_REGIMES
 
@@ -46,6 +48,12 @@ def poglm_config(scale: Optional[str] = None) -> dict:
     # the controls: EAT-cubic above tau = 1, and the official recipe (at smoke, a quarter of the
     # smoke run's epochs, as the official 100 epochs are a quarter of the book's 400)
     config["wide_temperatures"] = [1.0, 2.0]
+    # the temperature controls: rate-adaptive EAT-cubic (paper regime), GSM with K = 27 (stress)
+    # (at smoke: one base temperature, and the smoke grid's two temperatures)
+    config["adaptive_temperatures"] = [0.1] if scale == "smoke" else list(ADAPTIVE_TEMPERATURES)
+    config["gsm_wide_categories"] = WIDE_GSM_CATEGORIES
+    config["gsm_wide_temperatures"] = (list(config["temperatures"]) if scale == "smoke"
+                                       else list(WIDE_GSM_TEMPERATURES))
     official_epochs = OFFICIAL_RECIPE["epochs"] if scale != "smoke" else config["epochs"] // 4
     config["official_schedule"] = {**OFFICIAL_RECIPE, "epochs": official_epochs,
                                    "eval_every": config["eval_every"]}

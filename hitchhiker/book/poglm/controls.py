@@ -44,6 +44,102 @@ def wide_temperature_runs(regimes: Sequence[str], temperatures: Sequence[float],
              "seed": int(s)} for r in regimes for s in seeds for t in temperatures]
 
 
+#: Base temperatures of the rate-adaptive EAT-cubic runs (paper regime): the cold end of the grid,
+#: where the cubic's window at the POGLM's rates (mean 0.65 per bin) holds few arrivals.
+ADAPTIVE_TEMPERATURES = (0.02, 0.05, 0.1)
+#: The GSM truncation control (stress regime): K = 27 categories drop less than 1e-5 of the Poisson mass
+#: even at the clamp (rate 10), against K = 8's 78%; at the grid's coldest and hottest temperature.
+WIDE_GSM_CATEGORIES = 27
+WIDE_GSM_TEMPERATURES = (0.02, 0.5)
+
+
+def adaptive_runs(regimes: Sequence[str], temperatures: Sequence[float], seeds: Sequence[int],
+                  n_samples: int = 5) -> list[dict]:
+    """Rate-adaptive EAT-cubic runs (``temperature_rule="rate-adaptive"``, base ``temperatures``), the
+    grid's row format, for every regime and seed."""
+    return [{"regime": r, "method": "eat-cubic", "temperature": float(t), "n_samples": int(n_samples),
+             "seed": int(s), "temperature_rule": "rate-adaptive"}
+            for r in regimes for s in seeds for t in temperatures]
+
+
+def run_adaptive_and_truncation(datasets: dict, config: dict, checkpoint_dir: str | Path | None = None
+                                ) -> dict:
+    """The two temperature controls at the sizes of ``config`` (:func:`~.config.poglm_config`), with the
+    grid's schedule and held-out sample size:
+
+    * ``"adaptive"``: rate-adaptive EAT-cubic (:func:`adaptive_runs`) at ``config["adaptive_temperatures"]``
+      in the paper regime;
+    * ``"gsm_wide"``: GSM with ``config["gsm_wide_categories"]`` categories at
+      ``config["gsm_wide_temperatures"]`` in the stress regime.
+
+    Returns ``{name: POGLMGrid}``.
+    """
+    kwargs = {"checkpoint_dir": checkpoint_dir, "heldout_samples": config["likelihood_samples"],
+              **config["schedule"]}
+    adaptive = run_poglm_grid(datasets, adaptive_runs(["paper"], config["adaptive_temperatures"],
+                                                      config["seeds"]), **kwargs)
+    wide = [{"regime": "stress", "method": "gsm", "temperature": float(t), "n_samples": 5, "seed": int(s)}
+            for s in config["seeds"] for t in config["gsm_wide_temperatures"]]
+    gsm_wide = run_poglm_grid(datasets, wide, n_categories=config["gsm_wide_categories"], **kwargs)
+    return {"adaptive": adaptive, "gsm_wide": gsm_wide}
+
+
+def paired_difference(rows: Sequence[dict], reference_rows: Sequence[dict], keys=("regime", "temperature"),
+                      metrics=("heldout_elbo", "heldout_log_likelihood")) -> pd.DataFrame:
+    """Each setting of ``rows`` against the ``reference_rows`` of the same ``keys`` and seed (e.g.
+    rate-adaptive EAT-cubic against fixed-temperature EAT-cubic at the same base temperature): per
+    setting and metric, the seed means of both, the mean of the seed-paired differences (``rows`` minus
+    reference: positive, ``rows`` is ahead), the standard error of that mean across seeds
+    (``diff_seed_se``: sd of the paired differences over sqrt(seeds)) and the Monte Carlo standard error
+    of the mean difference (``diff_mc_se``, from the ``<metric>_se`` columns; independent draws)."""
+    frame, ref = pd.DataFrame(list(rows)), pd.DataFrame(list(reference_rows))
+    keys = list(keys)
+    joined = frame.merge(ref, on=keys + ["seed"], suffixes=("", "_ref"))
+    if joined.empty:
+        raise ValueError("no row of rows has a reference row with the same settings and seed")
+    out = []
+    for key, group in joined.groupby(keys):
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)), seeds=len(group))
+        for metric in metrics:
+            diff = group[metric] - group[f"{metric}_ref"]
+            row[metric] = float(group[metric].mean())
+            row[f"{metric}_ref"] = float(group[f"{metric}_ref"].mean())
+            row[f"{metric}_diff"] = float(diff.mean())
+            row[f"{metric}_diff_seed_se"] = (float(diff.std(ddof=1) / len(diff) ** 0.5) if len(diff) > 1
+                                             else float("nan"))
+            mc = (group[f"{metric}_se"] ** 2 + group[f"{metric}_se_ref"] ** 2).sum() ** 0.5 / len(group)
+            row[f"{metric}_diff_mc_se"] = float(mc)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def adaptive_temperature_summary(rows: Sequence[dict], models: Sequence[POGLM], datasets: dict) -> list:
+    r"""Per regime and base temperature of the rate-adaptive runs among ``rows`` (``models[i]`` trained
+    for ``rows[i]``), the temperatures the rule gives on the trained posteriors' rates over the hidden
+    spikes of the test sequences (all seeds pooled): their mean, the share of elements at the cap
+    (:math:`\tau_k = 1`, i.e. :math:`\lambda_k \le 1/2`), the share left at the base (:math:`\tau_k = \tau`),
+    and the mean posterior rate."""
+    from .model import adaptive_temperatures
+
+    pooled: dict = {}
+    for row, model in zip(rows, models):
+        if row.get("temperature_rule") != "rate-adaptive":
+            continue
+        data = datasets[row["regime"]]
+        with torch.no_grad():
+            rate = model.posterior_rate(data.test[:, :data.n_visible]).double()
+        tau = adaptive_temperatures(rate, row["temperature"])
+        pooled.setdefault((row["regime"], row["temperature"]), []).append((rate.flatten(), tau.flatten()))
+    out = []
+    for (regime, base), parts in pooled.items():
+        rate, tau = (torch.cat(v) for v in zip(*parts))
+        out.append({"regime": regime, "temperature": base, "mean_rate": float(rate.mean()),
+                    "mean_adaptive_temperature": float(tau.mean()),
+                    "share_at_cap": float((tau >= 1.0).double().mean()),
+                    "share_at_base": float((tau <= base).double().mean())})
+    return out
+
+
 def score_control_runs(regimes: Sequence[str], score_samples: Sequence[int], seeds: Sequence[int],
                        temperature: float = 0.1, pathwise_samples: int = 5) -> dict:
     """The runs of the score-function control, per recipe (a key of the returned dict):

@@ -29,6 +29,7 @@ from ..common.training import last_quarter_gain, train
 from .model import (
     POGLM,
     POGLM_GSM_CATEGORIES,
+    TEMPERATURE_RULES,
     POGLMData,
     evaluate,
     negative_elbo,
@@ -168,7 +169,9 @@ def run_poglm_grid(datasets: dict, runs: Sequence[dict], *, epochs: int, batch_s
     ``torch.manual_seed(seed); POGLM()``; the minibatch order and the Monte Carlo draws of a stack
     come from ``train_seed`` (so a run's numbers depend on the stack it was trained in, reproducibly).
     A run may set ``"baseline"`` (score only: ``False`` drops the leave-one-out baseline, see
-    :func:`~hitchhiker.book.poglm.model.negative_elbo`); ``init[i]``, a one-member :class:`POGLM`,
+    :func:`~hitchhiker.book.poglm.model.negative_elbo`) and ``"temperature_rule"`` (EAT-cubic only:
+    ``"rate-adaptive"``, its ``temperature`` then the base of the per-element rule, see
+    :func:`~hitchhiker.book.poglm.model.adaptive_temperatures`); ``init[i]``, a one-member :class:`POGLM`,
     is where run ``i`` starts
     instead (every parameter copied; e.g. the true weights with a posterior refitted to them).
     The test-ELBO curve is measured every ``eval_every`` epochs with ``curve_samples`` exact draws;
@@ -196,10 +199,14 @@ def run_poglm_grid(datasets: dict, runs: Sequence[dict], *, epochs: int, batch_s
         if baseline is not None and (run["method"] != "score" or not isinstance(baseline, bool)):
             raise ValueError(f"run {i}: baseline must be True or False and only for method 'score', got "
                              f"{baseline!r} for {run['method']!r}")
-        groups.setdefault((run["method"], run["n_samples"], baseline), []).append(i)
+        rule = run.get("temperature_rule")
+        if rule is not None and (rule not in TEMPERATURE_RULES or run["method"] != "eat-cubic"):
+            raise ValueError(f"run {i}: temperature_rule must be one of {TEMPERATURE_RULES} and only for "
+                             f"method 'eat-cubic', got {rule!r} for {run['method']!r}")
+        groups.setdefault((run["method"], run["n_samples"], baseline, rule), []).append(i)
     rows, curves, models = [None] * len(runs), [], [None] * len(runs)
     seconds = {}
-    for (method, n_samples, baseline), members in groups.items():
+    for (method, n_samples, baseline, rule), members in groups.items():
         group = [runs[i] for i in members]
         first = datasets[group[0]["regime"]]
         model = POGLM(first.n_visible, first.n_hidden, first.weight.shape[-1], posterior_half_width,
@@ -223,8 +230,9 @@ def run_poglm_grid(datasets: dict, runs: Sequence[dict], *, epochs: int, batch_s
                     "posterior_half_width": posterior_half_width, "max_rate": first.max_rate,
                     "curve_samples": curve_samples, "eval_every": eval_every}
 
-        def loss_fn(net, batch, method=method, taus=taus, n_samples=n_samples, baseline=baseline):
-            return negative_elbo(net, batch, method, taus, n_samples, n_categories, baseline=baseline)
+        def loss_fn(net, batch, method=method, taus=taus, n_samples=n_samples, baseline=baseline, rule=rule):
+            return negative_elbo(net, batch, method, taus, n_samples, n_categories, baseline=baseline,
+                                 temperature_rule=rule)
 
         def eval_fn(net, test=test):
             return evaluate(net, test, curve_samples, seed=1)["elbo"]
@@ -238,7 +246,7 @@ def run_poglm_grid(datasets: dict, runs: Sequence[dict], *, epochs: int, batch_s
                                   eval_every=eval_every, identity=identity, read={"test": test, **read},
                                   checkpoint=_checkpoint_stem(checkpoint_dir, "elbo", method, n_samples,
                                                               len(group)))
-        key = (method, n_samples) if baseline is None else (method, n_samples, baseline)
+        key = (method, n_samples) + ((baseline,) if baseline is not None else ()) + ((rule,) if rule else ())
         seconds[key] = history["seconds"]
         def final_scores(model=model, test=test):
             scores = evaluate(model, test, eval_samples, seed=0)

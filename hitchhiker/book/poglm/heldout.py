@@ -26,7 +26,7 @@ identifiable parameters, which is what is in question for the hidden neurons.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import pandas as pd
 import torch
@@ -84,7 +84,8 @@ def stratified_log_likelihood(log_weights: torch.Tensor) -> tuple[torch.Tensor, 
 
 @torch.no_grad()
 def mixture_log_likelihood(networks: POGLM, proposals: POGLM, spikes: torch.Tensor, n_samples: int = 4096,
-                           seed: int = 0, chunk: int = 32) -> dict:
+                           seed: int = 0, chunk: int = 32, inflations: Sequence[tuple] = ((1.0, 0.0),)
+                           ) -> dict:
     r"""Importance-sampled log-likelihood of every member of ``networks`` on ``spikes`` with the
     equal-weight mixture of the posteriors of ``proposals``' members as the proposal (module docstring).
 
@@ -95,6 +96,11 @@ def mixture_log_likelihood(networks: POGLM, proposals: POGLM, spikes: torch.Tens
         spikes: ``(B, N or V, T)`` (hidden rows are ignored).
         n_samples: at least this many draws in all: ``ceil(n_samples / C)`` from each component.
         seed: seeds the generator of the draws; ``chunk``: draws per component at a time.
+        inflations: ``(scale, floor)`` pairs: each posterior of ``proposals`` enters the mixture once per
+            pair, with rates :math:`a\lambda + f` (so ``C`` is the number of members times the number of
+            pairs). The default ``((1.0, 0.0),)`` is the posteriors as they are; a pair with ``a > 1`` or
+            ``f > 0`` is an over-dispersed, mass-covering component (a defensive mixture: it covers hidden
+            spikes the posteriors make unlikely, at the price of a factor ``1/C`` in their density).
 
     Returns ``{"log_likelihood": (M,), "log_likelihood_se": (M,), "n_draws": C * n}`` (nats per
     sequence, mean over the ``B`` sequences; double).
@@ -105,11 +111,18 @@ def mixture_log_likelihood(networks: POGLM, proposals: POGLM, spikes: torch.Tens
     if not torch.is_tensor(spikes) or spikes.dim() != 3:
         raise ValueError(f"spikes must be a (n_sequences, neurons, n_bins) tensor, got "
                          f"{tuple(spikes.shape) if torch.is_tensor(spikes) else type(spikes).__name__}")
-    n_components = proposals.n_members
-    per_component = max(2, math.ceil(n_samples / n_components))
+    pairs = [tuple(p) for p in inflations]
+    if not pairs or any(len(p) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                and math.isfinite(v) for v in p)
+                        or p[0] <= 0 or p[1] < 0 for p in pairs):
+        raise ValueError(f"inflations must be a non-empty sequence of (scale > 0, floor >= 0) pairs of "
+                         f"finite numbers, got {inflations!r}")
     visible = spikes[:, :networks.n_visible]
+    base = proposals.posterior_rate(visible)                             # (P, B, H, T)
+    rates = torch.cat([scale * base + floor for scale, floor in pairs])  # (C, B, H, T)
+    n_components = rates.shape[0]
+    per_component = max(2, math.ceil(n_samples / n_components))
     generator = torch.Generator(device=visible.device).manual_seed(int(seed))
-    rates = proposals.posterior_rate(visible)                            # (C, B, H, T)
     log_w = []
     for c in range(n_components):
         component = []
@@ -129,11 +142,13 @@ def mixture_log_likelihood(networks: POGLM, proposals: POGLM, spikes: torch.Tens
 
 
 def heldout_comparison(data, networks: dict, proposals: POGLM, n_samples: int = 4096, seed: int = 0,
-                       splits: Optional[dict] = None, cache_dir=None) -> list:
+                       splits: Optional[dict] = None, cache_dir=None,
+                       inflations: Sequence[tuple] = ((1.0, 0.0),)) -> list:
     """:func:`mixture_log_likelihood` of several labelled one-member networks on the training and test
     sequences of ``data`` (a :class:`~.model.POGLMData`), all under the one mixture ``proposals``.
     With ``cache_dir`` the numbers are stored there once
     (:func:`~hitchhiker.book.poglm.grid.cached_evaluation`, keyed by every weight and the spikes).
+    ``inflations``: the mixture's components per posterior (:func:`mixture_log_likelihood`).
 
     Rows ``{"model", "split", "log_likelihood", "log_likelihood_se", "n_draws"}``.
     """
@@ -146,14 +161,43 @@ def heldout_comparison(data, networks: dict, proposals: POGLM, n_samples: int = 
     out = []
     for split, spikes in splits.items():
         def compute(spikes=spikes):
-            scores = mixture_log_likelihood(stack, proposals, spikes, n_samples, seed)
+            scores = mixture_log_likelihood(stack, proposals, spikes, n_samples, seed, inflations=inflations)
             return {**scores, "n_draws": torch.tensor(scores["n_draws"])}
 
-        scores = cached_evaluation(cache_dir, both, spikes,
-                                   {"mixture": [n_samples, seed, stack.n_members]}, compute)
+        settings = {"mixture": [n_samples, seed, stack.n_members]}
+        if [tuple(p) for p in inflations] != [(1.0, 0.0)]:
+            settings["inflations"] = [[float(v) for v in p] for p in inflations]
+        scores = cached_evaluation(cache_dir, both, spikes, settings, compute)
         out += [{"model": label, "split": split, "log_likelihood": float(scores["log_likelihood"][k]),
                  "log_likelihood_se": float(scores["log_likelihood_se"][k]),
                  "n_draws": int(scores["n_draws"])} for k, label in enumerate(labels)]
+    return out
+
+
+#: The proposals tried for the truth's importance-sampled likelihood (:func:`truth_proposals`): the
+#: mixture of its refitted posteriors as they are, and defensive mixtures that add over-dispersed
+#: components (rates times 1.5; rates plus 0.05 spikes per bin) to cover hidden spikes they make unlikely.
+TRUTH_PROPOSALS = {
+    "its posteriors": ((1.0, 0.0),),
+    "its posteriors + rates x1.5": ((1.0, 0.0), (1.5, 0.0)),
+    "its posteriors + rates x1.5 + rates +0.05": ((1.0, 0.0), (1.5, 0.0), (1.0, 0.05)),
+}
+
+
+def truth_proposals(data, posteriors: POGLM, proposals: Optional[dict] = None, n_samples: int = 4096,
+                    seed: int = 0, cache_dir=None) -> list:
+    """The truth's importance-sampled log-likelihood on the training and test sequences of ``data``
+    under each proposal of ``proposals`` (name -> ``inflations`` of :func:`mixture_log_likelihood`;
+    default :data:`TRUTH_PROPOSALS`), each a mixture built from ``posteriors`` (posteriors refitted to
+    the true weights, one per member). Rows ``{"proposal", "split", "log_likelihood",
+    "log_likelihood_se", "n_draws", "n_components"}``."""
+    proposals = TRUTH_PROPOSALS if proposals is None else proposals
+    out = []
+    for name, inflations in proposals.items():
+        for row in heldout_comparison(data, {"truth": data.true_model()}, posteriors, n_samples, seed,
+                                      cache_dir=cache_dir, inflations=inflations):
+            out.append({"proposal": name, **{k: v for k, v in row.items() if k != "model"},
+                        "n_components": posteriors.n_members * len(inflations)})
     return out
 
 

@@ -340,9 +340,32 @@ def _member_temperatures(temperature, n_members: int, like: torch.Tensor):
     return values.reshape(n_members, 1, 1, 1)
 
 
+#: The temperature rules a run may name (``run["temperature_rule"]``): ``"rate-adaptive"`` is EAT-cubic
+#: with the per-element temperature :math:`\min(1, \max(\tau, 1/(2\lambda_k)))` of the posterior rates
+#: (:func:`adaptive_temperatures`); without a rule the temperature is :math:`\tau` everywhere.
+TEMPERATURE_RULES = ("rate-adaptive",)
+
+
+def adaptive_temperatures(rate: torch.Tensor, temperature) -> torch.Tensor:
+    r"""The rate-adaptive temperature of every element of ``rate`` (``(M, B, H, T)`` posterior rates),
+    member ``m`` at its own base :math:`\tau_m` (``temperature``: a number or one per member):
+    :math:`\tau_k = \min(1, \max(\tau_m, 1/(2\lambda_k)))`, so the cubic's window holds at least one
+    expected arrival where :math:`\tau_m` allows it and the relaxed mean stays exact (:math:`\tau_k \le 1`).
+    Computed from the detached rates (a hyper-parameter, no gradient flows through it) by
+    :func:`~hitchhiker.book.gradients.remedy.rate_adaptive_temperature`."""
+    from ..gradients.remedy import rate_adaptive_temperature
+
+    values = torch.as_tensor(temperature, dtype=rate.dtype).reshape(-1)
+    if values.numel() == 1:
+        values = values.expand(rate.shape[0])
+    if values.numel() != rate.shape[0]:
+        raise ValueError(f"temperature needs one value per member ({rate.shape[0]}), got {values.numel()}")
+    return torch.stack([rate_adaptive_temperature(rate[m], float(values[m])) for m in range(rate.shape[0])])
+
+
 def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature=None,
                   n_samples: int = 1, n_categories: int = POGLM_GSM_CATEGORIES, *,
-                  baseline: Optional[bool] = None) -> torch.Tensor:
+                  baseline: Optional[bool] = None, temperature_rule: Optional[str] = None) -> torch.Tensor:
     r"""Training loss: minus the ELBO per sequence, averaged over each member's sequences, shape ``(M,)``.
 
     Args:
@@ -359,6 +382,9 @@ def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature=
         baseline: ``"score"`` only: ``False`` drops the leave-one-out baseline at any ``n_samples``
             (the official POGLM code has none), ``True`` requires it, ``None`` uses it when
             ``n_samples >= 2`` (:func:`hitchhiker.surrogate_loss`).
+        temperature_rule: ``None`` (``temperature`` everywhere) or ``"rate-adaptive"`` (``"eat-cubic"``
+            only): each element's temperature from its posterior rate, :func:`adaptive_temperatures`
+            with ``temperature`` as the base :math:`\tau`.
 
     The value is the Monte Carlo estimate of :math:`-\mathcal L` (with relaxed counts for pathwise
     methods, exact for score).
@@ -370,7 +396,15 @@ def negative_elbo(model: POGLM, visible: torch.Tensor, method: str, temperature=
     extra = {"n_categories": n_categories} if method == "gsm" else {}
     if baseline is not None:
         extra["baseline"] = baseline
-    tau = _member_temperatures(temperature, model.n_members, rate)
+    if temperature_rule is not None:
+        if temperature_rule not in TEMPERATURE_RULES or method != "eat-cubic":
+            raise ValueError(f"temperature_rule must be None or one of {TEMPERATURE_RULES} (method "
+                             f"'eat-cubic' only), got {temperature_rule!r} for {method!r}")
+        if temperature is None:
+            raise ValueError("temperature_rule='rate-adaptive' needs a base temperature")
+        tau = adaptive_temperatures(rate, temperature)
+    else:
+        tau = _member_temperatures(temperature, model.n_members, rate)
 
     def per_sample_loss(hidden, log_q):                           # (S, M, B, H, T) -> (S, M, B)
         return log_q.sum((-2, -1)) - model.log_joint(visible, hidden)   # -(log p - log q)
