@@ -6,7 +6,9 @@ compared with the column's two thresholds (:class:`Thresholds`): ``"good"`` when
 ``"fair"`` when at most the second, ``"poor"`` above, ``"n/a"`` when the evidence is missing. The
 bias and variance thresholds are the library's (:data:`hitchhiker.diagnostics.BIAS_THRESHOLDS`,
 :data:`~hitchhiker.diagnostics.VARIANCE_THRESHOLDS`), which rate the same kinds of quantity there:
-bias as a *squared* ratio to the true gradient, variance relative to the quietest method.
+bias as a *squared* ratio to the true gradient, variance relative to the quietest method. Variance is
+the one column rated against the best of the three (the quietest is "good" by construction); every
+other column has absolute thresholds.
 
 **Recommendation** (:func:`recommend`). Each method scores the mean of its measured ratings
 (:func:`mean_scores`: good 2, fair 1, poor 0; ``n/a`` left out). The labels are then handed out in
@@ -31,7 +33,7 @@ not a rating.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -65,41 +67,69 @@ SMOOTHNESS = {"eat-cubic": 1, "eat-sigmoid": math.inf, "gsm": math.inf}
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The two cut-offs (``good`` at or below the first, ``fair`` at or below the second) per column.
+    """The two cut-offs (``good`` at or below the first, ``fair`` at or below the second) per column,
+    and the rule's three switches.
 
-    * fidelity: worst relative moment error; 0.2 (within 20% everywhere) and 0.5.
+    * fidelity: worst relative moment error, or :math:`W_1` beyond its sampling floor on the same
+      scale (``fidelity_w1``; :func:`~hitchhiker.book.table1.evidence.w1_on_moment_scale`); 0.2
+      (within 20% everywhere) and 0.5.
     * bias: the paper's own scale for ``BiasEnergy``: 0.1 negligible, 1 dominates. For *squared*
       ratios only (``BiasEnergy``, the library's ``relative_bias``), never for the unsquared
       ``bias_ratio`` :math:`\\lVert b\\rVert/\\lVert g^*\\rVert`.
-    * variance: median ``NoiseEnergy`` relative to the best method: within 1.5x and 3x.
-    * robustness: relative spread of the task loss across temperatures, relative to the most robust
-      method: within 1.5x and 3x. ``negligible_spread`` (0.25% of the loss) is the smallest divisor,
-      so that differences between spreads that are all negligible are not magnified.
+    * variance: median ``NoiseEnergy`` *relative to the quietest method* (``variance_relative``):
+      within 1.5x and 3x, so the quietest is good by construction. A single sample's NoiseEnergy has
+      no model-free scale (averaging :math:`N` samples divides it by :math:`N`); with
+      ``variance_relative=False`` the median itself is rated (on the paper's scale: ``(0.1, 1.0)``).
+    * robustness: relative spread of the task loss across temperatures, *absolute* (a fraction of the
+      loss, as for generalizability): within 1% and 3%. With ``robustness_relative`` (the former
+      rule) it is divided by the most robust method's spread, at least ``negligible_spread``.
     * generalizability: worst relative test-ELBO gap to the best method: within 1% and 3%.
     """
 
     fidelity: tuple = (0.2, 0.5)
     bias: tuple = BIAS_THRESHOLDS
     variance: tuple = VARIANCE_THRESHOLDS
-    robustness: tuple = (1.5, 3.0)
+    robustness: tuple = (0.01, 0.03)
     generalizability: tuple = GENERALIZATION_THRESHOLDS
     negligible_spread: float = 0.0025
+    fidelity_w1: bool = True
+    variance_relative: bool = True
+    robustness_relative: bool = False
 
     def __post_init__(self):
-        for name in ("fidelity", "bias", "variance", "robustness", "generalizability"):
+        for name in THRESHOLD_NAMES:
             pair = getattr(self, name)
             if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
                 raise ValueError(f"thresholds {name}={pair!r} must be (good, fair) with 0 <= good <= fair")
         if not (isinstance(self.negligible_spread, (int, float)) and self.negligible_spread > 0):
             raise ValueError(f"negligible_spread must be > 0, got {self.negligible_spread!r}")
+        for name in ("fidelity_w1", "variance_relative", "robustness_relative"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def for_column(self, column: str) -> tuple:
-        key = {"distributional fidelity": "fidelity", "gradient bias": "bias",
-               "gradient variance": "variance", "temperature robustness": "robustness",
-               GENERALIZABILITY: "generalizability"}
-        if column not in key:
+        if column not in COLUMN_THRESHOLDS:
             raise ValueError(f"column={column!r} is not one of {MEASURED_COLUMNS + (GENERALIZABILITY,)}")
-        return getattr(self, key[column])
+        return getattr(self, COLUMN_THRESHOLDS[column])
+
+    def scaled(self, factor: float, columns=None) -> Thresholds:
+        """These thresholds with both cut-offs of each of ``columns`` (default: every rated column)
+        multiplied by ``factor`` (> 0)."""
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        columns = list(COLUMN_THRESHOLDS) if columns is None else list(columns)
+        changes = {}
+        for column in columns:
+            good, fair = self.for_column(column)
+            changes[COLUMN_THRESHOLDS[column]] = (good * factor, fair * factor)
+        return replace(self, **changes)
+
+
+#: The :class:`Thresholds` field of each rated column.
+COLUMN_THRESHOLDS = {"distributional fidelity": "fidelity", "gradient bias": "bias",
+                     "gradient variance": "variance", "temperature robustness": "robustness",
+                     GENERALIZABILITY: "generalizability"}
+THRESHOLD_NAMES = tuple(COLUMN_THRESHOLDS.values())
 
 
 def _check_thresholds(thresholds) -> Thresholds:
@@ -121,7 +151,7 @@ def _empty() -> pd.Series:
 
 def _fidelity_column(results: dict, thresholds: Thresholds) -> pd.Series:
     fidelity = results.get("fidelity")
-    return _empty() if fidelity is None else fidelity_evidence(fidelity)
+    return _empty() if fidelity is None else fidelity_evidence(fidelity, w1=thresholds.fidelity_w1)
 
 
 def _bias_column(results: dict, thresholds: Thresholds) -> pd.Series:
@@ -131,14 +161,15 @@ def _bias_column(results: dict, thresholds: Thresholds) -> pd.Series:
 
 def _variance_column(results: dict, thresholds: Thresholds) -> pd.Series:
     gradients = results.get("gradients")
-    return _empty() if gradients is None else variance_evidence(gradients)
+    return _empty() if gradients is None else variance_evidence(gradients, thresholds.variance_relative)
 
 
 def _robustness_column(results: dict, thresholds: Thresholds) -> pd.Series:
     poglm = results.get("poglm")
     if poglm is not None and "regime" in poglm.columns:
         poglm = poglm[poglm["regime"] == POGLM_REGIME]
-    return robustness_evidence(results.get("pvae"), poglm, thresholds.negligible_spread)
+    return robustness_evidence(results.get("pvae"), poglm, thresholds.negligible_spread,
+                               relative=thresholds.robustness_relative)
 
 
 def _generalizability_column(results: dict, thresholds: Thresholds) -> pd.Series:
