@@ -531,3 +531,73 @@ def test_stored_grid_reads_a_complete_table_and_completes_an_incomplete_one(tmp_
     monkeypatch.setenv("HITCHHIKER_SCALE", "smoke")
     small = module.stored_grid(tmp_path / "smoke", log=lambda line: None)
     assert set(small["rate"]) == set(module.SMOKE_RATES) and not (tmp_path / "smoke").exists()
+
+
+import pandas as pd  # noqa: E402
+
+import hitchhiker as hh  # noqa: E402
+from hitchhiker.book.gradients.matched import (  # noqa: E402
+    matched_sweep,
+    matched_temperature,
+    variance_ratio_axis,
+)
+
+
+def _fidelity_table():
+    """A small chapter-04-like table: GSM's measured variance ratio falls with tau at two rates."""
+    rows = []
+    for rate in (1.0, 20.0):
+        for tau, ratio in ((0.02, 0.98), (0.1, 0.90), (0.2, 0.80)):
+            rows.append({"method": "gsm", "rate": rate, "temperature": tau, "var_ratio": ratio,
+                         "var_ratio_theory": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def test_variance_ratio_axis_is_campbell_for_eat_measured_for_gsm_and_nan_otherwise():
+    frame = pd.DataFrame({
+        "method": ["eat-cubic", "eat-sigmoid", "adaptive-eat-cubic", "gsm", "gsm", "score", "st-cubic"],
+        "rate": [20.0, 20.0, 0.1, 20.0, 3.0, 20.0, 20.0],
+        "temperature": [0.5, 0.1, 0.02, 0.1, 0.1, 0.1, 0.1],
+        "effective_temperature": [0.5, 0.1, 1.0, 0.1, 0.1, float("nan"), 0.1]})
+    axis = variance_ratio_axis(frame, _fidelity_table())
+    assert axis.iloc[0] == pytest.approx(1 - 9 * 0.5 / 35, abs=1e-12)
+    assert axis.iloc[1] == pytest.approx(float(hh.variance_ratio("eat-sigmoid", 0.1, 20.0)), abs=1e-6)
+    assert axis.iloc[2] == pytest.approx(1 - 9 / 35, abs=1e-12)      # the adaptive tau_k = 1, not the nominal
+    assert axis.iloc[3] == 0.90                                       # measured, from the table
+    assert axis.iloc[4:].isna().all()                                 # no GSM cell at rate 3; score; ST
+    assert variance_ratio_axis(frame).iloc[3:].isna().all()           # GSM without a table: NaN, not a guess
+    with pytest.raises(ValueError, match="temperature"):
+        variance_ratio_axis(frame.drop(columns="temperature"))
+
+
+def test_matched_temperature_round_trips_through_campbell_and_refuses_what_it_cannot_match():
+    target = 1 - 9 * 0.5 / 35
+    tau = matched_temperature("eat-sigmoid", target, 20.0)
+    assert float(hh.variance_ratio("eat-sigmoid", torch.tensor(tau, dtype=torch.float64), 20.0)) == (
+        pytest.approx(target, abs=1e-12))
+    assert matched_temperature("eat-cubic", target, 2.0) == pytest.approx(0.5, abs=1e-12)
+    # GSM: linear in the measured ratio between the bracketing temperatures, 0.85 -> halfway 0.1 .. 0.2
+    assert matched_temperature("gsm", 0.85, 20.0, _fidelity_table()) == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="fidelity"):
+        matched_temperature("gsm", 0.85, 20.0)
+    with pytest.raises(ValueError, match="outside"):
+        matched_temperature("gsm", 0.99, 20.0, _fidelity_table())
+    with pytest.raises(ValueError, match="score"):
+        matched_temperature("score", 0.9, 20.0)
+    with pytest.raises(ValueError):                                   # the cubic above tau = 1: mean > lambda
+        matched_temperature("eat-cubic", 0.65, 20.0)
+
+
+def test_matched_sweep_measures_every_method_at_the_reference_variance_ratio():
+    phi = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    out = matched_sweep(phi, [1.0, 20.0], [0.05, 0.5], fidelity=_fidelity_table(), n_samples=20,
+                        n_items=2, seed=1)
+    for (_, _), part in out.groupby(["rate", "reference_temperature"]):
+        assert part.variance_ratio.nunique() == 1
+        assert part.method.iloc[0] == "eat-cubic"
+    # sigmoid everywhere; GSM only where the table reaches the target (0.871 yes, 0.987 no)
+    assert set(out[out.method == "eat-sigmoid"].reference_temperature) == {0.05, 0.5}
+    assert set(out[out.method == "gsm"].reference_temperature) == {0.5}
+    sig = out[(out.method == "eat-sigmoid") & (out.reference_temperature == 0.5)]
+    assert sig.temperature.iloc[0] == pytest.approx(matched_temperature("eat-sigmoid", 1 - 9 / 70, 1.0))
+    assert out.noise_energy.notna().all() and (out.noise_energy > 0).all()

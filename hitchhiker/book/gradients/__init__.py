@@ -1,7 +1,8 @@
 """Gradient quality on linear-decoder objectives with exact gradients (chapter 05): the objectives and
 their closed-form gradient and Hessian (:mod:`.objectives`), the positive semi-definite curvature
-weighting and the cross term (:mod:`.curvature`), the low-rate remedy (:mod:`.remedy`), the sweep over
-estimators, rates and temperatures (:mod:`.sweep`) and the stored grid (:mod:`.grid`)."""
+weighting and the cross term (:mod:`.curvature`), the low-rate remedy (:mod:`.remedy`), the
+matched-fidelity axis (:mod:`.matched`), the sweep over estimators, rates and temperatures
+(:mod:`.sweep`) and the stored grid (:mod:`.grid`)."""
 from . import grid
 from .curvature import (
     absolute_hessian,
@@ -10,6 +11,7 @@ from .curvature import (
     negative_eigenvalue_fraction,
 )
 from .decoders import MAIN_DECODER, RANDOM_ATOMS, main_setup_decoder, random_unit_atoms
+from .matched import matched_sweep, matched_temperature, variance_ratio_axis
 from .objectives import (
     linear_decoder_grad_hessian,
     linear_decoder_loss,
@@ -49,11 +51,14 @@ __all__ = [
     "linear_decoder_grad_hessian",
     "linear_decoder_loss",
     "main_setup_decoder",
+    "matched_sweep",
+    "matched_temperature",
     "negative_eigenvalue_fraction",
     "overcomplete_dct_dictionary",
     "random_unit_atoms",
     "rate_adaptive_temperature",
     "reconstruction_loss",
     "sample_linear_poisson_patches",
+    "variance_ratio_axis",
     "window_arrivals",
 ]
