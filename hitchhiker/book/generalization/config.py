@@ -39,3 +39,38 @@ def generalization_config(scale: Optional[str] = None) -> dict:
     )[scale]
     return {"datasets": [(f, r) for f in FAMILIES for r in TRUE_DISPERSIONS[f]], "score_samples": [4],
             "pathwise_samples": 1, **config}
+
+
+def controls_config(scale: Optional[str] = None) -> dict:
+    """The generalizability controls and the seeded main comparison at ``scale`` (default: the active
+    one), as :func:`~.train.run_generalization_controls` reads them.
+
+    Each method runs at one setting fixed before the runs (every relaxation at ``temperature``, the
+    score function with ``score_samples`` draws) with three training seeds at every scale (the sizes are
+    cut, never the seeds):
+
+    * ``controls``: the positive and negative control (:func:`~.data.simulate_control_data`), fitting the
+      posterior alone (``n_train``, ``epochs``, ``lr``);
+    * ``datasets``: the main experiment's two strongly non-Poisson data sets (COM-Poisson nu = 2, negative
+      binomial r = 2), trained as :func:`generalization_config` trains them (so that its seed-0 runs are
+      reused), at three seeds; at smoke scale the first of them only.
+
+    >>> config = controls_config("default")
+    >>> config["seeds"], config["temperature"], config["controls"]
+    ([0, 1, 2], 0.05, ['positive', 'negative'])
+    """
+    scale = current_scale() if scale is None else scale
+    main = generalization_config(scale)
+    strong = [("com-poisson", "under"), ("negative-binomial", "strong")]
+    sizes = dict(
+        smoke=dict(n_train=100, n_test=100, epochs=10, lr=2e-2, eval_every=5, eval_samples=16,
+                   datasets=[("com-poisson", "under")], temperature=0.1),
+        default=dict(n_train=500, n_test=500, epochs=150, lr=5e-3, eval_every=15, eval_samples=64,
+                     datasets=strong, temperature=0.05),
+        paper=dict(n_train=500, n_test=500, epochs=150, lr=5e-3, eval_every=15, eval_samples=64,
+                   datasets=strong, temperature=0.05),
+    )[scale]
+    return {"controls": ["positive", "negative"], "seeds": [0, 1, 2], "score_samples": 4,
+            "main": {k: main[k] for k in ("n_train", "n_test", "epochs", "lr", "eval_every", "eval_samples",
+                                          "pathwise_samples", "flat_gain")},
+            "flat_gain": main["flat_gain"], **sizes}

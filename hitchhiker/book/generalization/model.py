@@ -75,6 +75,10 @@ DISPERSION_BOUNDS = {"com-poisson": (0.25, 4.0), "negative-binomial": (1.0, 100.
 #: over-dispersed, strongly at small r and mildly at large r.
 TRUE_DISPERSIONS = {"com-poisson": {"over": 0.5, "under": 2.0},
                     "negative-binomial": {"strong": 2.0, "mild": 20.0}}
+#: The generalizability controls: ``{control: (family, dispersion)}`` of a ground truth whose posterior
+#: is its prior (:func:`~.data.simulate_control_data`): non-Poisson by design (``"positive"``, COM-Poisson
+#: nu = 2) or Poisson (``"negative"``, nu = 1).
+CONTROLS = {"positive": ("com-poisson", 2.0), "negative": ("com-poisson", 1.0)}
 #: Sharpness of the softplus floor of the COM-Poisson mean parameterisation.
 _FLOOR_SHARPNESS = 20.0
 

@@ -20,8 +20,8 @@ from ..common.minibatches import Minibatches, RandpermOrder
 from ..common.runtime import seed_everything
 from ..common.schedule import Schedule
 from ..common.training import last_quarter_gain, train
-from .config import generalization_config
-from .data import CountData, simulate_count_data
+from .config import controls_config, generalization_config
+from .data import CountData, simulate_control_data, simulate_count_data
 from .model import (
     FAMILY_POSTERIOR_METHODS,
     GENERALIZATION_METHODS,
@@ -54,10 +54,28 @@ def checkpoint_stem(data: CountData, run: dict) -> str:
             f"-seed{run['seed']}")
 
 
+#: What :func:`train_model` learns: everything, or the posterior alone under the true generative model.
+FITS = ("full", "posterior")
+#: The generative model's parameters besides the decoder's.
+GENERATIVE_PARAMETERS = ("prior_logit", "prior_raw", "likelihood_raw")
+
+
+def _fix_generative_model(model: LatentCountModel, truth: LatentCountModel) -> None:
+    """Copy ``truth``'s prior, decoder and likelihood dispersions into ``model`` and freeze them."""
+    if truth.family.name != model.family.name:
+        raise ValueError(f"truth is {truth.family.name!r}, the model {model.family.name!r}")
+    with torch.no_grad():
+        model.decoder.load_state_dict(truth.decoder.state_dict())
+        for name in GENERATIVE_PARAMETERS:
+            getattr(model, name).copy_(getattr(truth, name))
+    for p in list(model.decoder.parameters()) + [getattr(model, n) for n in GENERATIVE_PARAMETERS]:
+        p.requires_grad_(False)
+
+
 def train_model(data: CountData, method: str, temperature: Optional[float] = None, n_samples: int = 1,
                 *, seed: int = 0, epochs: int = 300, batch_size: int = 100, lr: float = 1e-3,
                 eval_every: int = 0, eval_samples: int = 16, device=None, checkpoint=None,
-                checkpoint_every: int = 50, progress_bar: Optional[bool] = None):
+                checkpoint_every: int = 50, progress_bar: Optional[bool] = None, fit: str = "full"):
     """Fit a fresh :class:`~.model.LatentCountModel` to ``data.train`` with the book's one trainer
     (:func:`~hitchhiker.book.common.training.train`): the paper's AdamW at a constant ``lr``, batch 100,
     a fresh shuffle of the items every epoch. ``eval_every`` > 0 records the test ELBO (exact draws,
@@ -68,14 +86,23 @@ def train_model(data: CountData, method: str, temperature: Optional[float] = Non
     is written every ``checkpoint_every`` epochs and at the end, resumed when unfinished and loaded when
     finished.
 
+    ``fit="posterior"`` learns only the posterior (encoder and posterior dispersions): prior, decoder and
+    likelihood dispersions are ``data.truth``'s and stay fixed, so every estimator's test ELBO is
+    log p(x) minus the KL divergence of its own q from the true posterior, for one and the same
+    model (the generalizability controls, :func:`~.data.simulate_control_data`).
+
     Returns ``(model, history)`` with ``history = {"loss": [mean training loss per epoch], "eval":
     [(epoch, test ELBO), ...]}``.
     """
     check_method(method, GENERALIZATION_METHODS)
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r} is not one of {FITS}")
     if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     seed_everything(seed)
     model = LatentCountModel(data.family)
+    if fit == "posterior":
+        _fix_generative_model(model, data.truth)
     device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device)
     train_counts, test_counts = data.train.to(device), data.test.to(device)
@@ -95,6 +122,10 @@ def train_model(data: CountData, method: str, temperature: Optional[float] = Non
     identity = {"model": "latent-count", "family": data.family, "regime": data.regime, "method": method,
                 "temperature": temperature, "n_samples": n_samples, "data_seed": data.seed,
                 "eval_samples": eval_samples}
+    if fit == "posterior":   # (absent for full fits, whose checkpoints keep their names)
+        identity["fit"] = fit
+        identity["truth"] = data_digest({k: v for k, v in data.truth.state_dict().items()
+                                         if k in GENERATIVE_PARAMETERS or k.startswith("decoder.")})
     if checkpoint is not None:
         identity["data"] = data_digest(read)
     history = train(model, loss_fn, batches, Schedule(steps=total, lr=lr), optimizer="adamw", seed=seed,
@@ -173,4 +204,41 @@ def run_generalization_experiment(settings: Optional[dict] = None, checkpoint_di
                 checkpoint_dir=checkpoint_dir, device=device)
             rows += more_rows
             curves += more_curves
+    return pd.DataFrame(rows), pd.DataFrame(curves), time.perf_counter() - start
+
+
+def run_generalization_controls(settings: Optional[dict] = None, checkpoint_dir=None, device=None):
+    """The generalizability controls and the seeded main comparison of ``settings`` (default:
+    :func:`~.config.controls_config` at the active scale), each method at its one fixed setting and every
+    seed of ``settings["seeds"]``.
+
+    Returns ``(results, curves, seconds)`` as :func:`run_generalization_experiment`, with a column
+    ``experiment``: ``"positive control"`` or ``"negative control"`` (the posterior alone fitted under
+    the true generative model, :func:`~.data.simulate_control_data`) or ``"main"`` (the main experiment's
+    data sets and training, :func:`~.config.generalization_config`).
+    """
+    settings = controls_config() if settings is None else settings
+    start = time.perf_counter()
+    tau = settings["temperature"]
+    runs = generalization_runs([tau], [settings["score_samples"]], settings["seeds"])
+    rows, curves = [], []
+    for control in settings["controls"]:
+        data = simulate_control_data(control, n_train=settings["n_train"], n_test=settings["n_test"])
+        more_rows, more_curves = run_generalization(
+            data, runs, epochs=settings["epochs"], lr=settings["lr"], eval_every=settings["eval_every"],
+            eval_samples=settings["eval_samples"], checkpoint_dir=checkpoint_dir, device=device,
+            fit="posterior")
+        label = {"experiment": f"{control} control"}
+        rows += [{**label, **r} for r in more_rows]
+        curves += [{**label, **c} for c in more_curves]
+    main = settings["main"]
+    for family, regime in settings["datasets"]:
+        data = simulate_count_data(family, regime, n_train=main["n_train"], n_test=main["n_test"])
+        runs = generalization_runs([tau], [settings["score_samples"]], settings["seeds"],
+                                   main["pathwise_samples"])
+        more_rows, more_curves = run_generalization(
+            data, runs, epochs=main["epochs"], lr=main["lr"], eval_every=main["eval_every"],
+            eval_samples=main["eval_samples"], checkpoint_dir=checkpoint_dir, device=device)
+        rows += [{"experiment": "main", **r} for r in more_rows]
+        curves += [{"experiment": "main", **c} for c in more_curves]
     return pd.DataFrame(rows), pd.DataFrame(curves), time.perf_counter() - start
