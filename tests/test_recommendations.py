@@ -61,17 +61,26 @@ def task_table(spread: dict, column: str, base: float, sign: float = 1.0) -> pd.
     return pd.DataFrame(rows)
 
 
-def generalization_table(relative_gaps: dict, elbo: float = -100.0) -> pd.DataFrame:
-    """``generalization.csv``-shaped rows: on two data sets, each method's best test ELBO lies its
-    relative gap below the best (score, at 0, is the best)."""
+def controls_table(gaps: dict, inference: dict | None = None, spread: float = 0.003,
+                   elbo: float = -100.0) -> pd.DataFrame:
+    """``generalization_controls.csv``-shaped rows. Main experiment: on two data sets, three seeds per
+    method (test ELBO ``elbo - gap`` plus -spread, 0, +spread: a standard error of ``spread / sqrt 3``),
+    the score function the best at gap 0, each method's inference gap ``inference`` (default 0.01
+    nats); ``gaps`` in nats per item, on the negative binomial only (the COM-Poisson set has none).
+    Plus positive-control rows where GSM and EAT lose 5 nats: they must not count."""
+    inference = {} if inference is None else inference
     rows = []
-    for family, regime in (("com-poisson", "over"), ("negative-binomial", "strong")):
-        for method, gap in {**relative_gaps, "score": 0.0}.items():
-            for tau, worse in ((0.1, 0.0), (0.5, 0.05)):
-                rows.append({"family": family, "regime": regime, "dispersion": 0.5, "method": method,
-                             "temperature": None if method == "score" else tau, "n_samples": 1, "seed": 0,
-                             "test_elbo": elbo * (1 + gap) * (1 + worse)})
-    return pd.DataFrame(rows).drop_duplicates(subset=["family", "method", "temperature"])
+    for family, regime in (("com-poisson", "under"), ("negative-binomial", "strong")):
+        for method, gap in {**gaps, "score": 0.0}.items():
+            for seed, noise in enumerate((-spread, 0.0, spread)):
+                value = elbo - (gap if family == "negative-binomial" else 0.0) + noise
+                rows.append({"experiment": "main", "family": family, "regime": regime, "dispersion": 2.0,
+                             "method": method, "temperature": math.nan if method == "score" else 0.05,
+                             "n_samples": 4 if method == "score" else 1, "seed": seed, "test_elbo": value,
+                             "log_likelihood": value + inference.get(method, 0.01)})
+                rows.append({**rows[-1], "experiment": "positive control", "regime": "positive-control",
+                             "test_elbo": value - (5.0 if method != "score" else 0.0)})
+    return pd.DataFrame(rows)
 
 
 def paper_like_results() -> dict:
@@ -83,7 +92,7 @@ def paper_like_results() -> dict:
         "pvae": task_table({"eat-cubic": 0.001, "eat-sigmoid": 0.02, "gsm": 0.05}, "val_nelbo", 120.0),
         "poglm": task_table({"eat-cubic": 0.0005, "eat-sigmoid": 0.001, "gsm": 0.001}, "test_elbo",
                             300.0, sign=-1.0),
-        "generalization": generalization_table({"eat-cubic": 0.05, "eat-sigmoid": 0.04, "gsm": 0.001}),
+        "generalization_controls": controls_table({"eat-cubic": 0.2, "eat-sigmoid": 0.15, "gsm": 0.0}),
     }
 
 
@@ -200,15 +209,79 @@ def test_non_poisson_label_is_earned_by_measurement_only():
     results = paper_like_results()
     table = recommendation_table(results)
     evidence = evidence_table(results)
-    np.testing.assert_allclose(evidence["generalizability"], [0.05, 0.04, 0.001], rtol=1e-9)
+    assert list(evidence["generalizability"]) == [2.0, 2.0, 0.0]       # the rule's levels
     assert list(table["generalizability"]) == ["poor", "poor", "good"]
-    # every method as good as the best on non-Poisson data: nobody earns the label
-    results["generalization"] = generalization_table({"eat-cubic": 0.001, "eat-sigmoid": 0.002, "gsm": 0.001})
+    # every method within the bound, and no inference gap beyond it: nobody earns the label
+    results["generalization_controls"] = controls_table({"eat-cubic": 0.01, "eat-sigmoid": 0.02, "gsm": 0.0})
     table = recommendation_table(results)
     assert (table["generalizability"] == "good").all()
     assert list(table["recommendation"]) == ["Default choice", "Max smoothness", "-"]
-    assert missing_evidence({k: v for k, v in results.items() if k != "generalization"}) == {
-        "generalizability": ["generalization"]}
+    # as in the stored results: GSM as fair as the default (inference gaps beyond the bound), no label
+    like_stored = {"eat-cubic": 0.049, "eat-sigmoid": 0.07, "gsm": 0.004}
+    inference = {m: 0.2 for m in ev.TABLE_METHODS}
+    results["generalization_controls"] = controls_table(like_stored, inference)
+    table = recommendation_table(results)
+    assert list(table["generalizability"]) == ["fair", "poor", "fair"]
+    assert list(table["recommendation"]) == ["Default choice", "Max smoothness", "-"]
+    assert missing_evidence({k: v for k, v in results.items() if k != "generalization_controls"}) == {
+        "generalizability": ["generalization_controls"]}
+
+
+def test_generalizability_is_the_seed_spread_rule_on_the_main_experiment():
+    from hitchhiker.book.generalization import GAP_FLOOR, GAP_Z, generalizability_ratings
+
+    # in nats per item at an ELBO of -100: 0.2 nats lost is 0.2% of it, "good" by the former 1% rule;
+    # beyond the bound max(3 SE, 0.05) it is poor. 0.03 nats is within the floor: fair, its inference gap
+    # (0.1) being beyond the bound; GSM loses nothing with an inference gap of 0.01: good
+    controls = controls_table({"eat-cubic": 0.2, "eat-sigmoid": 0.03, "gsm": 0.0},
+                              inference={"eat-cubic": 0.01, "eat-sigmoid": 0.1, "gsm": 0.01})
+    assert 0.2 / 100 < 0.01                                  # the former rule could not have seen it
+    results = {"generalization_controls": controls}
+    assert list(recommendation_table(results)["generalizability"]) == ["poor", "fair", "good"]
+    # the column is the rule's own rating on the main rows, never the positive control's (5 nats lost)
+    rule = generalizability_ratings(controls[controls["experiment"] == "main"])
+    assert list(rule.loc[list(ev.TABLE_METHODS), "rating"]) == ["poor", "fair", "good"]
+    details = ev.generalizability_details(controls)
+    assert list(details.index) == list(ev.TABLE_METHODS)                  # the score function left out
+    assert details.loc["eat-cubic", "gap"] == pytest.approx(0.2)
+    assert details.loc["eat-cubic", "bound"] == pytest.approx(GAP_FLOOR)   # 3 SE = 0.0042 < the floor
+    assert Thresholds().generalizability == (GAP_FLOOR, GAP_Z)
+    # seeds that spread widely: the same 0.2-nat gap is within 3 standard errors, not poor
+    noisy = controls_table({"eat-cubic": 0.2, "eat-sigmoid": 0.03, "gsm": 0.0}, spread=0.3)
+    se = 0.3 * math.sqrt(2 / 3)                              # sd 0.3 per method over three seeds, two methods
+    assert 0.2 < GAP_Z * se
+    noisy_table = recommendation_table({"generalization_controls": noisy})
+    assert noisy_table.loc["eat-cubic", "generalizability"] != "poor"
+    # the thresholds are the rule's (floor, z): a floor above 0.2 nats forgives the gap (and the
+    # inference gap of 0.01)
+    lenient = Thresholds(generalizability=(0.25, GAP_Z))
+    assert recommendation_table(results, lenient).loc["eat-cubic", "generalizability"] == "good"
+    # a method without rows is n/a
+    without_gsm = controls[controls["method"] != "gsm"]
+    table = recommendation_table({"generalization_controls": without_gsm})
+    assert list(table["generalizability"]) == ["poor", "fair", "n/a"]
+
+
+def test_generalizability_refuses_a_table_it_cannot_rate():
+    controls = controls_table({"eat-cubic": 0.2, "eat-sigmoid": 0.03, "gsm": 0.0})
+    with pytest.raises(ValueError, match="experiment='main'.*positive control"):
+        evidence_table({"generalization_controls": controls[controls["experiment"] != "main"]})
+    with pytest.raises(ValueError, match="experiment"):
+        evidence_table({"generalization_controls": controls.drop(columns="experiment")})
+    one_seed = controls[controls["seed"] == 0]
+    with pytest.raises(ValueError, match="two seeds"):
+        evidence_table({"generalization_controls": one_seed})
+    # the former relative-gap table is read by no column: it never rates generalizability
+    former = pd.DataFrame({"family": "com-poisson", "regime": "over", "dispersion": 0.5, "seed": 0,
+                           "method": ["eat-cubic", "score"], "temperature": [0.1, None], "n_samples": [1, 4],
+                           "test_elbo": [-100.0, -102.0]})
+    assert (recommendation_table({"generalization": former})["generalizability"] == "n/a").all()
+    for bad in ((-0.01, 3.0), (0.05, 0.0), (0.05, math.inf), (0.05,)):
+        with pytest.raises(ValueError, match="generalizability.*floor"):
+            Thresholds(generalizability=bad)
+    # floor and z are not a (good, fair) pair: a floor above z is allowed
+    assert Thresholds(generalizability=(5.0, 2.0)).generalizability == (5.0, 2.0)
+    assert Thresholds().for_column("generalizability") == rules.LEVEL_CUTS
 
 
 def test_a_method_absent_from_a_table_is_na_for_that_column():
@@ -459,12 +532,12 @@ def test_pvae_rows_keep_the_grid_with_annealed_temperatures():
 
 def test_bias_is_rated_on_squared_ratios_with_the_librarys_thresholds():
     from hitchhiker import diagnostics
-    from hitchhiker.book.generalization import GENERALIZATION_THRESHOLDS
+    from hitchhiker.book.generalization import GAP_FLOOR, GAP_Z
 
     thresholds = Thresholds()
     assert thresholds.bias == diagnostics.BIAS_THRESHOLDS
     assert thresholds.variance == diagnostics.VARIANCE_THRESHOLDS
-    assert thresholds.generalizability == GENERALIZATION_THRESHOLDS
+    assert thresholds.generalizability == (GAP_FLOOR, GAP_Z)
     # BiasEnergy 0.09 (good) is the squared ratio; the unsquared bias_ratio 0.3 (= sqrt(0.09)) must not
     # be what the bias thresholds judge: it would read "fair"
     rows = pd.DataFrame([{"method": m, "bias_energy": 0.09, "bias_ratio": 0.3, "noise_energy": 1.0}
@@ -541,13 +614,25 @@ def _independent_evidence(results: dict) -> dict:
         spreads.append(pd.Series(s, dtype=float).reindex(methods))      # absolute: a fraction of the loss
     if spreads:
         check["temperature robustness"] = pd.concat(spreads, axis=1).max(axis=1)
-    gen = results["generalization"]
+    gen = results["generalization_controls"]
     if gen is not None:
-        keys = ["family", "regime", "method", "temperature", "n_samples"]
-        per = gen.groupby(keys, dropna=False)["test_elbo"].mean()
-        best = per.groupby(level=["family", "regime", "method"]).max()
-        top = best.groupby(level=["family", "regime"]).transform("max")
-        check["generalizability"] = ((top - best) / top.abs()).groupby(level="method").max().reindex(methods)
+        # the seed-spread rule by hand: per data set, the gap to the best mean test ELBO (every method,
+        # the score function included) against max(3 SE of the difference, 0.05 nats); poor beyond it,
+        # else fair where the inference gap log p(x) - ELBO is beyond it, else good; the worst counts
+        main = gen[gen["experiment"] == "main"]
+        stats = main.assign(inference=main["log_likelihood"] - main["test_elbo"]).groupby(
+            ["family", "regime", "method"]).agg(elbo=("test_elbo", "mean"), sd=("test_elbo", "std"),
+                                                n=("seed", "nunique"), inference=("inference", "mean"))
+        stats["se"] = stats["sd"] / np.sqrt(stats["n"])
+        worst = {}
+        for _, cell in stats.groupby(level=["family", "regime"]):
+            top = cell["elbo"].idxmax()
+            for key, row in cell.iterrows():
+                bound = max(3.0 * math.hypot(row["se"], cell.loc[top, "se"]), 0.05)
+                lost = cell.loc[top, "elbo"] - row["elbo"]
+                level = 2 if lost > bound else 1 if row["inference"] > bound else 0
+                worst[key[2]] = max(worst.get(key[2], 0), level)
+        check["generalizability"] = pd.Series(worst, dtype=float).reindex(methods)
     return check
 
 
@@ -563,7 +648,7 @@ def test_table1_of_the_stored_results_matches_an_independent_recomputation():
     check = _independent_evidence(raw)
     cut_offs = {"distributional fidelity": (0.2, 0.5), "gradient bias": (0.1, 1.0),
                 "gradient variance": (1.5, 3.0), "temperature robustness": (0.01, 0.03),
-                "generalizability": (0.01, 0.03)}
+                "generalizability": (0.5, 1.5)}         # on the seed-spread rule's level
     for column, (good, fair) in cut_offs.items():
         if column in check:
             np.testing.assert_allclose(evidence[column].to_numpy(float), check[column].to_numpy(float),
@@ -752,7 +837,8 @@ def test_thresholds_scale_one_column_or_all():
     half = base.scaled(0.5, ["gradient bias"])
     assert half.bias == (0.05, 0.5) and half.fidelity == base.fidelity
     assert base.scaled(1.5).robustness == pytest.approx((0.015, 0.045))
-    assert base.scaled(1.5).generalizability == pytest.approx((0.015, 0.045))
+    assert base.scaled(1.5).generalizability == pytest.approx((0.075, 4.5))   # the rule's floor and z
+    assert base.scaled(0.5, ["generalizability"]).generalizability == pytest.approx((0.025, 1.5))
 
 
 def fidelity_grid_table(gsm_var: dict) -> pd.DataFrame:
@@ -830,6 +916,25 @@ def test_sensitivity_lists_every_variant_and_the_ratings_that_move():
     assert summary.loc["gradient variance thresholds x0.5", "GSM"] == "variance fair \u2192 poor"
     # without the warm rows there is no tau <= 1 variant
     assert "fidelity over tau <= 1" not in sensitivity.sensitivity_ratings(results)
+
+
+def test_the_sensitivity_table_scales_the_generalizability_rules_floor_and_z():
+    # shaped like the stored main experiment: gaps 0.049 (cubic), 0.07 (sigmoid), 0.004 (GSM) nats per
+    # item at standard errors near 0.003, inference gaps 0.2: the bound is the 0.05-nat floor
+    like_stored = controls_table({"eat-cubic": 0.049, "eat-sigmoid": 0.07, "gsm": 0.004},
+                                 inference={m: 0.2 for m in ev.TABLE_METHODS})
+    ratings = sensitivity.sensitivity_ratings({"generalization_controls": like_stored})
+    G = "generalizability"
+    assert list(ratings[sensitivity.NOMINAL][G]) == ["fair", "poor", "fair"]
+    # x0.5: floor 0.025 nats, z 1.5 -- the cubic's 0.049 counts; GSM, fair, then earns "Non-Poisson data"
+    half = ratings[f"{G} thresholds x0.5"]
+    assert sensitivity.moved(ratings[sensitivity.NOMINAL], half) == [
+        ("eat-cubic", G, "fair", "poor"), ("gsm", "recommendation", "-", "Non-Poisson data")]
+    # x1.5: floor 0.075 nats, z 4.5 -- the sigmoid's 0.07 no longer counts
+    assert sensitivity.moved(ratings[sensitivity.NOMINAL], ratings[f"{G} thresholds x1.5"], [G]) == [
+        ("eat-sigmoid", G, "poor", "fair")]
+    summary = sensitivity.sensitivity_summary(ratings)
+    assert summary.loc[f"{G} thresholds x0.5", "recommendation"] == "GSM: - \u2192 Non-Poisson data"
 
 
 def test_warm_fidelity_measures_the_grid_above_tau_half():

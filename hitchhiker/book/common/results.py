@@ -40,6 +40,8 @@ REQUIRED_COLUMNS = {
     "pvae": ("method", "temperature", "val_nelbo"),
     "poglm": ("method", "temperature", "test_elbo"),
     "generalization": ("family", "regime", "method", "temperature", "test_elbo"),
+    "generalization_controls": ("experiment", "family", "regime", "method", "temperature", "n_samples",
+                                "seed", "test_elbo", "log_likelihood"),
     "costs": ("method", "rate", "temperature", "time_ms"),
 }
 #: Columns renamed since the stored files were written, ``{table: {stored name: name in the code}}``;

@@ -10,6 +10,14 @@ bias as a *squared* ratio to the true gradient, variance relative to the quietes
 the one column rated against the best of the three (the quietest is "good" by construction); every
 other column has absolute thresholds.
 
+**Generalizability** is rated by the non-Poisson chapter's seed-spread rule
+(:func:`hitchhiker.book.generalization.generalizability_ratings`: a method is poor where another beats
+its test ELBO by more than the bound :math:`\max(z\,\mathrm{SE}, \mathrm{floor})`, fair where its own
+inference gap exceeds the bound, good otherwise). Its evidence is that rating as a level (0 good, 1
+fair, 2 poor), rated with the fixed cut-offs :data:`LEVEL_CUTS` = (0.5, 1.5), so the same
+:func:`rate_value` gives back the rule's rating; the column's thresholds are the rule's
+``(floor, z)`` (:class:`Thresholds`).
+
 **Recommendation** (:func:`recommend`). Each method scores the mean of its measured ratings
 (:func:`mean_scores`: good 2, fair 1, poor 0; ``n/a`` left out). The labels are then handed out in
 this order, each to one method:
@@ -39,7 +47,7 @@ import pandas as pd
 
 from ...diagnostics import BIAS_THRESHOLDS, VARIANCE_THRESHOLDS
 from ..common.rating import MISSING, RATING_LEVELS, rate_value
-from ..generalization import GENERALIZATION_THRESHOLDS
+from ..generalization import GAP_FLOOR, GAP_Z
 from .evidence import (
     GRADIENT_SETUP,
     POGLM_REGIME,
@@ -63,12 +71,15 @@ COLUMNS = MEASURED_COLUMNS + (GENERALIZABILITY, RECOMMENDATION)
 LABELS = ("Default choice", "Non-Poisson data", "Max smoothness")
 #: Differentiability class of the relaxed sample in the rate (``math.inf`` for smooth).
 SMOOTHNESS = {"eat-cubic": 1, "eat-sigmoid": math.inf, "gsm": math.inf}
+#: The cut-offs that rate the generalizability evidence, a rating level (0 good, 1 fair, 2 poor): they
+#: give back the seed-spread rule's rating (:func:`rate_value`).
+LEVEL_CUTS = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The two cut-offs (``good`` at or below the first, ``fair`` at or below the second) per column,
-    and the rule's three switches.
+    """The two cut-offs (``good`` at or below the first, ``fair`` at or below the second) per column
+    (for generalizability: the seed-spread rule's two parameters), and the rule's three switches.
 
     * fidelity: worst relative moment error, or :math:`W_1` beyond its sampling floor on the same
       scale (``fidelity_w1``; :func:`~hitchhiker.book.table1.evidence.w1_on_moment_scale`); 0.2
@@ -81,16 +92,23 @@ class Thresholds:
       no model-free scale (averaging :math:`N` samples divides it by :math:`N`); with
       ``variance_relative=False`` the median itself is rated (on the paper's scale: ``(0.1, 1.0)``).
     * robustness: relative spread of the task loss across temperatures, *absolute* (a fraction of the
-      loss, as for generalizability): within 1% and 3%. With ``robustness_relative`` (the former
-      rule) it is divided by the most robust method's spread, at least ``negligible_spread``.
-    * generalizability: worst relative test-ELBO gap to the best method: within 1% and 3%.
+      loss): within 1% and 3%. With ``robustness_relative`` (the former rule) it is divided by the most
+      robust method's spread, at least ``negligible_spread``.
+    * generalizability: *not* two cut-offs but the seed-spread rule's ``(floor, z)``
+      (:func:`hitchhiker.book.generalization.generalizability_ratings`; default ``(GAP_FLOOR, GAP_Z)``
+      = (0.05 nats per item, 3 standard errors)): the bound a test-ELBO gap (and an inference gap)
+      must exceed to count is :math:`\\max(z\\,\\mathrm{SE}, \\mathrm{floor})`. Its evidence, the rule's
+      rating as a level, is rated with the fixed :data:`LEVEL_CUTS`. Validated as ``floor >= 0`` and
+      ``z > 0`` (the ``good <= fair`` order of the other pairs has no meaning for a floor in nats and a
+      number of standard errors); :meth:`scaled` multiplies both, so a larger factor is more lenient, as
+      for every other column (a larger bound: fewer gaps count, fewer poor and fair ratings).
     """
 
     fidelity: tuple = (0.2, 0.5)
     bias: tuple = BIAS_THRESHOLDS
     variance: tuple = VARIANCE_THRESHOLDS
     robustness: tuple = (0.01, 0.03)
-    generalizability: tuple = GENERALIZATION_THRESHOLDS
+    generalizability: tuple = (GAP_FLOOR, GAP_Z)
     negligible_spread: float = 0.0025
     fidelity_w1: bool = True
     variance_relative: bool = True
@@ -99,7 +117,12 @@ class Thresholds:
     def __post_init__(self):
         for name in THRESHOLD_NAMES:
             pair = getattr(self, name)
-            if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+            if name == COLUMN_THRESHOLDS[GENERALIZABILITY]:
+                if not (len(pair) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair)
+                        and pair[0] >= 0 and pair[1] > 0):
+                    raise ValueError(f"thresholds {name}={pair!r} must be the seed-spread rule's (floor, z) "
+                                     "with floor >= 0 (nats per item) and z > 0 (standard errors)")
+            elif len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
                 raise ValueError(f"thresholds {name}={pair!r} must be (good, fair) with 0 <= good <= fair")
         if not (isinstance(self.negligible_spread, (int, float)) and self.negligible_spread > 0):
             raise ValueError(f"negligible_spread must be > 0, got {self.negligible_spread!r}")
@@ -108,20 +131,23 @@ class Thresholds:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def for_column(self, column: str) -> tuple:
+        """The two cut-offs that rate ``column``'s evidence: its thresholds, and for generalizability
+        :data:`LEVEL_CUTS` (its thresholds, the rule's ``(floor, z)``, act on the evidence itself)."""
         if column not in COLUMN_THRESHOLDS:
             raise ValueError(f"column={column!r} is not one of {MEASURED_COLUMNS + (GENERALIZABILITY,)}")
-        return getattr(self, COLUMN_THRESHOLDS[column])
+        return LEVEL_CUTS if column == GENERALIZABILITY else getattr(self, COLUMN_THRESHOLDS[column])
 
     def scaled(self, factor: float, columns=None) -> Thresholds:
-        """These thresholds with both cut-offs of each of ``columns`` (default: every rated column)
-        multiplied by ``factor`` (> 0)."""
+        """These thresholds with both numbers of each of ``columns`` (default: every rated column)
+        multiplied by ``factor`` (> 0): the two cut-offs, for generalizability the rule's floor and z."""
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
             raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
         columns = list(COLUMN_THRESHOLDS) if columns is None else list(columns)
         changes = {}
         for column in columns:
-            good, fair = self.for_column(column)
-            changes[COLUMN_THRESHOLDS[column]] = (good * factor, fair * factor)
+            self.for_column(column)             # refuses an unknown column, naming it
+            first, second = getattr(self, COLUMN_THRESHOLDS[column])
+            changes[COLUMN_THRESHOLDS[column]] = (first * factor, second * factor)
         return replace(self, **changes)
 
 
@@ -173,8 +199,11 @@ def _robustness_column(results: dict, thresholds: Thresholds) -> pd.Series:
 
 
 def _generalizability_column(results: dict, thresholds: Thresholds) -> pd.Series:
-    generalization = results.get("generalization")
-    return _empty() if generalization is None else generalizability_evidence(generalization)
+    controls = results.get("generalization_controls")
+    if controls is None:
+        return _empty()
+    floor, z = thresholds.generalizability
+    return generalizability_evidence(controls, floor=floor, z=z)
 
 
 #: One function per rated column: ``(results, thresholds) -> evidence per method`` (a Series
@@ -248,7 +277,8 @@ def recommendation_table(results: dict, thresholds: Thresholds | None = None,
     """Table 1 from the results tables: ratings per method and column, and the recommendation.
 
     Args:
-        results: ``{"fidelity": df, "gradients": df, "pvae": df, "poglm": df, "generalization": df}``;
+        results: ``{"fidelity": df, "gradients": df, "pvae": df, "poglm": df,
+            "generalization_controls": df}`` (names of :data:`~.evidence.RESULT_NAMES`);
             a missing or ``None`` table gives ``"n/a"`` in the columns that need it
             (:func:`~hitchhiker.book.table1.evidence.load_available_results`).
         thresholds: the cut-offs (:class:`Thresholds`; defaults as documented there).

@@ -6,7 +6,9 @@ temperature range and another axis, and which of them move.
 :func:`variants`:
 
 * every column's two thresholds :math:`\times 0.5` and :math:`\times 1.5` (one column at a time,
-  then all at once);
+  then all at once); for generalizability these are the seed-spread rule's floor and :math:`z`
+  (:class:`~hitchhiker.book.table1.rules.Thresholds`), so :math:`\times 0.5` lets smaller test-ELBO
+  gaps count;
 * the fidelity evidence over :math:`\tau \le 1` instead of the grid's :math:`\tau \le 0.5` (the
   stored ``fidelity.csv`` plus the warmer temperatures of :data:`WARM_TEMPERATURES`, measured by
   :func:`warm_fidelity` with the same sampler and sample sizes), with and without :math:`W_1`;
