@@ -3,12 +3,13 @@
 ``pip install "poisson-hitchhiker[book]"`` brings pandas, matplotlib, scipy, SymPy, scikit-image and
 tqdm. The library (:mod:`hitchhiker`) never imports this subpackage; chapters import it as
 ``from hitchhiker import book as hb`` and reach each experiment through its subpackage
-(``hb.fidelity``, ``hb.gradients``, ``hb.pvae``, ``hb.poglm``, ``hb.generalization``, ``hb.table1``),
+(``hb.fidelity``, ``hb.gradients``, ``hb.pvae``, ``hb.poglm``, ``hb.generalization``, ``hb.table1``,
+``hb.scorecard``),
 the derivation through ``hb.campbell`` and the figure style through ``hb.plotting``.
 """
 import importlib
 
-from . import common, fidelity, generalization, gradients, poglm, pvae, table1
+from . import common, fidelity, generalization, gradients, poglm, pvae, scorecard, table1
 from .common import plotting
 from .common.results import load_results, save_results
 from .common.runtime import default_device, results_dir, seed_everything, setup_chapter
@@ -29,6 +30,7 @@ __all__ = [
     "pvae",
     "results_dir",
     "save_results",
+    "scorecard",
     "seed_everything",
     "setup_chapter",
     "table1",
