@@ -125,9 +125,10 @@ def pvae_config(scale: Optional[str] = None) -> dict:
     """The chapter's experiment at each scale: data, schedule, grid and the ensemble layout.
 
     ``default`` trains every run on 1.5 million patches (6,000 steps of 250) of 80,000 with the
-    official schedule, on the grid cut for two CPU cores (the chapter states the cut), and the exact
-    model again for 24,000 steps (``long_runs`` under
-    ``long_schedule``: its dictionary needs the longer phase at beta = 1); ``paper`` is the official
+    official schedule, on the grid cut for two CPU cores (the chapter states the cut), the runs of
+    :func:`added_runs` beside it, and the exact model and the relaxations at tau = 0.1 and 0.5 (seed 0)
+    again for 24,000 steps (``long_runs`` under ``long_schedule``: the exact model's dictionary needs
+    the longer phase at beta = 1, and the relaxations are compared at that budget); ``paper`` is the official
     size (batch 1000, 240,000 steps) and grid, for a GPU.
     """
     from ..common.scale import SCALES, current_scale
