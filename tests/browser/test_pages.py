@@ -126,12 +126,15 @@ def _option(config, name, default):
 
 
 def built_pages(book_html: Path) -> list[str]:
-    """Every HTML page of the build (relative paths), except the asset folders and the index redirect."""
+    """Every HTML page of the build (relative paths), except the asset folders and the redirects (the index
+    and the old addresses of renumbered pages)."""
     pages = []
     for path in sorted(book_html.rglob("*.html")):
         relative = path.relative_to(book_html)
         if relative.parts[0] in ASSET_DIRS or relative.as_posix() == "index.html":
             continue
+        if path.stat().st_size < 2_000 and 'http-equiv="refresh"' in path.read_text():
+            continue   # a redirect stub for a renumbered page (book/_redirects), not a page
         pages.append(relative.as_posix())
     return pages
 
