@@ -59,3 +59,24 @@ def test_estimator_comparison_plots_every_relaxation_and_leaves_out_the_score_fu
     assert list(cubic.get_xdata()) == [0.1, 0.5] and list(cubic.get_ydata()) == [8.0, 2.0]
     assert bottom.get_yscale() == "log" and top.get_title() == "model"
     plt.close(fig)
+
+
+def test_gradient_metrics_draw_every_method_with_its_band_and_title():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from hitchhiker.book.common import plotting
+
+    rows = [{"method": m, "temperature": t, **{c: v for c, _, _ in plotting.GRADIENT_PANELS
+                                                 for c, v in ((c, 0.5 + t), (c + "_sd", 0.1))}}
+            for m in ("eat-cubic", "fixed-cap-eat-sigmoid") for t in (0.1, 0.5)]
+    fig, axes = plotting.plot_gradient_metrics(pd.DataFrame(rows), ["eat-cubic", "fixed-cap-eat-sigmoid"],
+                                               title="a title")
+    assert fig._suptitle.get_text() == "a title" and len(axes) == 4
+    for ax in axes:
+        lines = [line for line in ax.get_lines() if line.get_marker() == "o"]
+        assert len(lines) == 2 and len(ax.collections) == 2          # a line and a band per method
+    # a variant takes its base method's colour
+    assert axes[0].get_lines()[1].get_color() == plotting.method_color("eat-sigmoid")
+    assert [ax.get_yscale() for ax in axes] == ["linear", "linear", "log", "log"]
+    plt.close(fig)

@@ -259,3 +259,50 @@ def plot_learning_curves(ax, curves, x: str, y: str, ylabel: str, xlabel: str | 
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel)
     ax.legend(loc=legend_loc)
+
+
+#: The four panels of the paper's Figure 3: ``(column, title, y scale)``.
+GRADIENT_PANELS = (("cos_mean", "CosMean", "linear"), ("cos_sample", "CosSample", "linear"),
+                   ("bias_energy", "BiasEnergy", "log"), ("noise_energy", "NoiseEnergy", "log"))
+
+
+def _base_method(method: str) -> str:
+    """The method whose colour a variant takes (``fixed-cap-eat-cubic``, ``adaptive-eat-cubic``)."""
+    return method.replace("fixed-cap-", "").replace("adaptive-", "")
+
+
+def plot_bands(ax, frame, metric: str, methods, x: str = "temperature", **style) -> None:
+    """One line per method of ``methods``: the mean of ``metric`` over data items against ``x``, with a
+    +/-1 sd band (column ``<metric>_sd``); on a log axis the band stops at a tenth of the mean. A
+    variant (``fixed-cap-*``, ``adaptive-*``) is drawn in its base method's colour; ``style``
+    overrides the line (e.g. ``ls="--"``)."""
+    import numpy as np
+
+    for method in methods:
+        part = frame[frame["method"] == method].sort_values(x)
+        mean, sd = part[metric].to_numpy(), part[metric + "_sd"].to_numpy()
+        low = mean - sd if ax.get_yscale() == "linear" else np.maximum(mean - sd, mean / 10)
+        base = _base_method(method)
+        ax.plot(part[x], mean, marker="o", ms=3, **method_style(base, **style))
+        ax.fill_between(part[x], low, mean + sd, color=method_color(base), alpha=0.15, lw=0)
+
+
+def plot_gradient_metrics(frame, methods, title: str | None = None):
+    """The paper's Figure 3 layout: :data:`GRADIENT_PANELS` against the temperature
+    (:func:`plot_bands`), the energies with the paper's 0.1 (dotted) and 1 (dashed) lines.
+    Returns ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(GRADIENT_PANELS), figsize=(BOOK_WIDTH, 2.9))
+    for ax, (metric, name, yscale) in zip(axes, GRADIENT_PANELS):
+        ax.set_yscale(yscale)
+        plot_bands(ax, frame, metric, methods)
+        ax.set(title=name, xlabel=r"temperature $\tau$")
+    for ax in axes[2:]:
+        ax.axhline(0.1, color="k", lw=0.6, ls=":")
+        ax.axhline(1.0, color="k", lw=0.6, ls="--")
+    axes[0].set_ylabel("value (dimensionless)")
+    axes[0].legend(loc="lower left", fontsize=7)
+    if title is not None:
+        fig.suptitle(title, fontsize=9)
+    return fig, axes
