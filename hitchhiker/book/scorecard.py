@@ -40,8 +40,8 @@ from .table1.evidence import RESULT_NAMES, gradient_rows
 from .table1.rules import recommendation_table
 
 __all__ = ["CAVEAT", "CLAIMS", "NOT_REPRODUCED", "PENDING", "REFUTED", "REPRODUCED", "SCORECARD_TABLES",
-           "VERDICTS", "Claim", "decision_facts", "load_scorecard_results", "pvae_gaps", "scorecard",
-           "scorecard_html"]
+           "VERDICTS", "Claim", "decision_facts", "load_scorecard_results", "poglm_remedy", "pvae_gaps",
+           "scorecard", "scorecard_html"]
 
 REPRODUCED, CAVEAT, NOT_REPRODUCED, REFUTED, PENDING = (
     "reproduced", "with a caveat", "not reproduced", "refuted", "pending")
@@ -818,7 +818,7 @@ def _adaptive(frame: pd.DataFrame | None) -> pd.DataFrame:
     return frame[(frame["temperature_rule"] == "rate-adaptive") & (frame["method"] == "eat-cubic")]
 
 
-def _poglm_remedy(results) -> dict | None:
+def poglm_remedy(results) -> dict | None:
     """Rate-adaptive EAT-cubic against fixed-temperature EAT-cubic at the same base temperature and
     seed, paper regime: ``{metric: (smallest, largest)}`` over the base temperatures of the seed mean of
     the paired differences (nats; positive: the rate-adaptive runs are better) for ``test_elbo`` and,
@@ -901,7 +901,7 @@ def decision_facts(results: dict) -> dict:
         hot = max(relaxed.columns.get_level_values(1))
         losses = pd.concat([relaxed[("eat-cubic", hot)] - relaxed[(m, hot)] for m in ("eat-sigmoid", "gsm")])
         facts["poglm_hot_loss"] = (float(losses.min()), float(losses.max()))
-        facts["poglm_remedy"] = _poglm_remedy(results)
+        facts["poglm_remedy"] = poglm_remedy(results)
     fidelity = results.get("fidelity")
     if fidelity is not None:
         facts["matched_w1"] = _matched_w1(fidelity)
